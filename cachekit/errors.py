@@ -1,0 +1,47 @@
+"""The errors cachekit raises.
+
+Every error derives from :class:`CachekitError` and from the builtin that matches its
+meaning, so ``except ValueError`` keeps working for callers who do not know cachekit.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+class CachekitError(Exception):
+    """Base class of every error cachekit raises."""
+
+
+class ConfigError(CachekitError, ValueError):
+    """A configuration is malformed: unknown key, bad kind, out-of-range value."""
+
+
+class RegionNotFoundError(CachekitError, LookupError):
+    """A region or module path names nothing in the model."""
+
+
+class DenoiserNotFoundError(CachekitError, LookupError):
+    """No plugin found a denoiser in the object given to :func:`cachekit.enable`."""
+
+
+class AlreadyEnabledError(CachekitError, RuntimeError):
+    """cachekit is already enabled on this model; disable the first handle before enabling again."""
+
+
+class PolicyError(CachekitError, RuntimeError):
+    """A policy cannot decide with the information it has (e.g. an unknown number of steps)."""
+
+
+def did_you_mean(given: str, choices: Iterable[str]) -> str:
+    """Return ``" (did you mean 'x'?)"`` for the closest choice, or ``""`` when none is close."""
+    close = difflib.get_close_matches(given, list(choices), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def listing(choices: Iterable[str], limit: int = 40) -> str:
+    """Format choices for an error message, shortened past ``limit`` entries."""
+    items = sorted(choices)
+    shown = ", ".join(repr(item) for item in items[:limit])
+    return shown + (f", ... ({len(items) - limit} more)" if len(items) > limit else "")

@@ -1,0 +1,54 @@
+"""Small helpers for addressing submodules by path, without importing any model library."""
+
+from __future__ import annotations
+
+from torch import nn
+
+from cachekit.errors import RegionNotFoundError, did_you_mean, listing
+
+
+def isinstance_str(obj: object, class_name: str) -> bool:
+    """True when ``class_name`` is the name of a class in ``type(obj)``'s MRO.
+
+    Lets the core and plugins recognise classes of libraries they must not import.
+    """
+    return any(cls.__name__ == class_name for cls in type(obj).__mro__)
+
+
+def get_submodule(root: nn.Module, path: str) -> nn.Module:
+    """Return the submodule at dotted ``path`` (``""`` is the root) or raise a clear error."""
+    if path == "":
+        return root
+    try:
+        return root.get_submodule(path)
+    except AttributeError:
+        names = [name for name, _ in root.named_modules() if name]
+        raise RegionNotFoundError(
+            f"module path {path!r} names nothing in {type(root).__name__}"
+            f"{did_you_mean(path, names)}; module paths include: {listing(names, 20)}"
+        ) from None
+
+
+def sibling_span(root: nn.Module, entry: str, exit: str) -> tuple[str, ...]:
+    """Paths of the modules from ``entry`` to ``exit`` inclusive, siblings in one parent.
+
+    ``blocks.2`` to ``blocks.5`` gives ``blocks.2, blocks.3, blocks.4, blocks.5``. The
+    two must share a parent and ``exit`` must not come before ``entry``.
+    """
+    get_submodule(root, entry)
+    get_submodule(root, exit)
+    if entry == exit:
+        return (entry,)
+    entry_parent, _, entry_name = entry.rpartition(".")
+    exit_parent, _, exit_name = exit.rpartition(".")
+    if entry_parent != exit_parent:
+        raise RegionNotFoundError(
+            f"entry {entry!r} and exit {exit!r} must be children of the same module "
+            f"(got parents {entry_parent!r} and {exit_parent!r})"
+        )
+    children = list(get_submodule(root, entry_parent)._modules)
+    first, last = children.index(entry_name), children.index(exit_name)
+    if last < first:
+        raise RegionNotFoundError(f"exit {exit!r} comes before entry {entry!r} in {entry_parent!r}")
+    prefix = f"{entry_parent}." if entry_parent else ""
+    return tuple(prefix + name for name in children[first : last + 1])

@@ -1,0 +1,99 @@
+"""Choosing what to cache: denoisers of a pipeline and disjoint regions of each."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pluggy
+from torch import nn
+
+from cachekit.config import CacheConfig, DeclaredRegion
+from cachekit.denoiser import Denoiser
+from cachekit.errors import ConfigError, DenoiserNotFoundError, RegionNotFoundError, did_you_mean, listing
+from cachekit.modules import get_submodule, sibling_span
+from cachekit.region import Region
+
+
+def find_denoisers(pm: pluggy.PluginManager, target: Any, config: CacheConfig) -> list[Denoiser]:
+    """The denoisers of ``target`` that ``config`` selects, found by the plugins."""
+    found = pm.hook.cachekit_find_denoisers(pipeline=target)
+    if not found:
+        plugins = [name for name, _ in pm.list_name_plugin()]
+        raise DenoiserNotFoundError(
+            f"no plugin found a denoiser in {type(target).__name__}; installed plugins: {listing(plugins)}. "
+            "Pass the denoiser module itself (e.g. pipe.unet), or install a plugin for this pipeline"
+        )
+    by_name = {denoiser.name: denoiser for denoiser in found}
+    unknown_policies = set(config.denoiser_policies) - set(by_name)
+    if unknown_policies:
+        raise ConfigError(
+            f"denoiser_policies names {listing(unknown_policies)}, not a denoiser of "
+            f"{type(target).__name__}; its denoisers: {listing(by_name)}"
+        )
+    if config.denoisers is None:
+        return found
+    for name in config.denoisers:
+        if name not in by_name:
+            raise DenoiserNotFoundError(
+                f"denoiser {name!r} is not in {type(target).__name__}{did_you_mean(name, by_name)}; "
+                f"its denoisers: {listing(by_name)}"
+            )
+    return [by_name[name] for name in config.denoisers]
+
+
+def declared_region(model: nn.Module, spec: DeclaredRegion) -> Region:
+    """A :class:`Region` from a config declaration, its module paths checked against ``model``."""
+    modules = sibling_span(model, spec.entry, spec.exit or spec.entry)
+    return Region(name=spec.name, modules=modules, mode=spec.mode, inner=spec.inner, description="declared in config")
+
+
+def offered_regions(pm: pluggy.PluginManager, model: nn.Module, config: CacheConfig) -> list[Region]:
+    """Every region a plugin offers for ``model`` followed by those ``config`` declares."""
+    offered = list(pm.hook.cachekit_regions(model=model) or [])
+    declared = [declared_region(model, spec) for spec in config.declare]
+    names = [region.name for region in offered + declared]
+    clash = {name for name in names if names.count(name) > 1}
+    if clash:
+        raise ConfigError(f"declared region names {listing(clash)} are already taken; choose other names")
+    return offered + declared
+
+
+def select_regions(pm: pluggy.PluginManager, denoiser: Denoiser, config: CacheConfig) -> list[Region]:
+    """The regions of ``denoiser`` to cache: named ones, else declared ones, else the plugin's first."""
+    model = denoiser.module
+    offered = offered_regions(pm, model, config)
+    by_name = {region.name: region for region in offered}
+    if config.regions is not None:
+        for name in config.regions:
+            if name not in by_name:
+                raise RegionNotFoundError(
+                    f"region {name!r} is not a region of {type(model).__name__}{did_you_mean(name, by_name)}; "
+                    f"available: {listing(by_name) or 'none (declare regions by module path)'}"
+                )
+        chosen = [by_name[name] for name in config.regions]
+    elif config.declare:
+        chosen = [by_name[spec.name] for spec in config.declare]
+    else:
+        chosen = offered[:1]
+    if not chosen:
+        raise RegionNotFoundError(
+            f"no plugin maps regions onto {type(model).__name__}; declare them in the config by module "
+            "paths, e.g. declare: [{name: middle, entry: blocks.2, exit: blocks.9}]"
+        )
+    for region in chosen:
+        for path in region.modules:
+            get_submodule(model, path)
+    _check_disjoint(chosen)
+    return chosen
+
+
+def _check_disjoint(regions: list[Region]) -> None:
+    owner: dict[str, str] = {}
+    for region in regions:
+        for path in region.modules:
+            if path in owner:
+                raise ConfigError(
+                    f"regions {owner[path]!r} and {region.name!r} both contain module {path!r}; "
+                    "selected regions must not overlap"
+                )
+            owner[path] = region.name
