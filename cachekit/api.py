@@ -9,6 +9,7 @@ from typing import Any
 
 from torch import nn
 
+from cachekit.clock import default_step_completed
 from cachekit.config import CacheConfig, load_config
 from cachekit.engine import CacheHandle, RegionPlan, handle_of
 from cachekit.errors import ConfigError, listing
@@ -55,7 +56,8 @@ def _check_region_policies(config: CacheConfig, selected: list[str]) -> None:
 
 def _step_completed(pm: Any) -> Any:
     def step_completed(scheduler: Any) -> bool:
-        return bool(pm.hook.cachekit_step_completed(scheduler=scheduler))
+        answer = pm.hook.cachekit_step_completed(scheduler=scheduler)
+        return default_step_completed(scheduler) if answer is None else bool(answer)
 
     return step_completed
 

@@ -105,7 +105,7 @@ def _dotted(loc: tuple[Any, ...]) -> str:
 def _describe(error: Mapping[str, Any]) -> str:
     message = str(error["msg"]).removeprefix("Value error, ")
     if error["type"] == "extra_forbidden":
-        message += f" (unknown key{_suggest_key(str(error['loc'][-1]))})"
+        message = f"unknown key{_suggest_key(str(error['loc'][-1]))}"
     elif "input" in error and error["type"] not in ("missing",) and not isinstance(error["input"], Mapping):
         message += f" (got {error['input']!r})"
     return message
@@ -117,7 +117,7 @@ def _known_keys() -> set[str]:
 
 
 def _suggest_key(key: str) -> str:
-    return did_you_mean(key, _known_keys())
+    return did_you_mean(key, _known_keys()).replace(" (", "; ").rstrip(")")
 
 
 def _flatten(error: ValidationError) -> list[str]:

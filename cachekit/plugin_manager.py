@@ -21,7 +21,7 @@ ENTRY_POINT_GROUP = "cachekit"
 AUTOLOAD_OFF_VARIABLE = "CACHEKIT_DISABLE_PLUGIN_AUTOLOAD"
 
 DEFAULT_PLUGINS: tuple[str, ...] = (
-    "cachekit.builtin",
+    "cachekit_diffusers",
 )
 """Modules registered as plugins by every plugin manager, by import name."""
 

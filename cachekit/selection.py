@@ -17,6 +17,8 @@ from cachekit.region import Region
 def find_denoisers(pm: pluggy.PluginManager, target: Any, config: CacheConfig) -> list[Denoiser]:
     """The denoisers of ``target`` that ``config`` selects, found by the plugins."""
     found = pm.hook.cachekit_find_denoisers(pipeline=target)
+    if not found and isinstance(target, nn.Module):
+        found = [Denoiser("model", target)]
     if not found:
         plugins = [name for name, _ in pm.list_name_plugin()]
         raise DenoiserNotFoundError(
