@@ -43,5 +43,10 @@ def tiny_transformer(depth: int = 6, width: int = 16, seed: int = 0) -> TinyTran
     return TinyTransformer(depth=depth, width=width).eval()
 
 
+def tiny_inputs() -> tuple[tuple[torch.Tensor, torch.Tensor], dict[str, object]]:
+    """``(args, kwargs)`` of one forward call of :func:`tiny_transformer`."""
+    return (torch.randn(1, 8, 4), torch.tensor(500.0)), {}
+
+
 MIDDLE = {"declare": [{"name": "middle", "entry": "blocks.1", "exit": "blocks.4"}]}
 """Config declaring blocks 1 to 4 of a 6-block :class:`TinyTransformer` as a residual region."""

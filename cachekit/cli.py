@@ -1,0 +1,142 @@
+"""The ``cachekit`` command: inspect plugins, policies, models and config schemas."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from cachekit.config import CacheConfig, config_schema, load_config
+from cachekit.errors import CachekitError, ConfigError
+from cachekit.metrics import region_flop_shares
+from cachekit.plugin_manager import get_plugin_manager
+from cachekit.policies.base import policy_kinds
+from cachekit.selection import find_denoisers, offered_regions
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    cells = [list(map(str, headers))] + [[str(cell) for cell in row] for row in rows]
+    widths = [max(len(row[column]) for row in cells) for column in range(len(headers))]
+    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in cells]
+    lines.insert(1, "  ".join("-" * width for width in widths))
+    return "\n".join(lines)
+
+
+def plugins_command(args: argparse.Namespace) -> int:
+    """List registered plugins, the hooks each implements, and what it is for."""
+    pm = get_plugin_manager()
+    rows = []
+    for name, plugin in pm.list_name_plugin():
+        hooks = sorted(caller.name.removeprefix("cachekit_") for caller in pm.get_hookcallers(plugin) or [])
+        doc = (getattr(plugin, "__doc__", "") or "").strip().splitlines()
+        rows.append((name, ", ".join(hooks), doc[0] if doc else ""))
+    print(_table(("plugin", "hooks", "description"), rows))
+    return 0
+
+
+def policies_command(args: argparse.Namespace) -> int:
+    """List policy kinds and their fields."""
+    for kind, cls in sorted(policy_kinds().items()):
+        print(f"{kind}: {(cls.__doc__ or '').strip().splitlines()[0]}")
+        rows = [
+            (name, field.annotation.__name__ if hasattr(field.annotation, "__name__") else field.annotation,
+             field.default, field.description or "")
+            for name, field in cls.model_fields.items()
+            if name != "kind"
+        ]
+        print("  " + _table(("field", "type", "default", "description"), rows).replace("\n", "\n  "))
+        print()
+    return 0
+
+
+def _import_object(spec: str) -> Any:
+    """``package.module:name`` -> that object; calls it when it is a function or class."""
+    module_name, _, attribute = spec.partition(":")
+    if not module_name or not attribute:
+        raise ConfigError(f"{spec!r} is not of the form 'package.module:factory'")
+    if "" not in sys.path and os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as error:
+        raise ConfigError(f"cannot import {module_name!r} from {spec!r}: {error}") from None
+    if not hasattr(module, attribute):
+        raise ConfigError(f"module {module_name!r} has no attribute {attribute!r}")
+    found = getattr(module, attribute)
+    return found() if callable(found) and not hasattr(found, "forward") else found
+
+
+def inspect_command(args: argparse.Namespace) -> int:
+    """Show the regions of each denoiser of a model with their share of the forward FLOPs."""
+    target = _import_object(args.model)
+    config = load_config(args.config) if args.config else CacheConfig()
+    pm = get_plugin_manager()
+    for denoiser in find_denoisers(pm, target, config):
+        model = denoiser.module
+        regions = offered_regions(pm, model, config)
+        print(f"{denoiser.name}: {type(model).__name__}, {sum(p.numel() for p in model.parameters()):,} parameters")
+        if not regions:
+            print("  no regions: no plugin maps this model; declare regions by module path in a config\n")
+            continue
+        inputs = _import_object(args.inputs) if args.inputs else pm.hook.cachekit_example_inputs(model=model)
+        shares = region_flop_shares(model, regions, *inputs) if inputs else {}
+        rows = [
+            (
+                region.name + (" (default)" if index == 0 else ""),
+                region.mode,
+                len(region.modules),
+                f"{100 * shares[region.name]:.1f}%" if shares else "n/a",
+                f"{1 / (1 - shares[region.name]):.2f}x" if shares and shares[region.name] < 1 else "n/a",
+                region.description,
+            )
+            for index, region in enumerate(regions)
+        ]
+        print(_table(("region", "mode", "modules", "FLOP share", "ceiling", "description"), rows))
+        if not inputs:
+            print("  (no example inputs for this model: pass --inputs package.module:factory for FLOP shares)")
+        print()
+    return 0
+
+
+def schema_command(args: argparse.Namespace) -> int:
+    """Print the JSON schema of the cache config."""
+    print(json.dumps(config_schema(), indent=2))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``cachekit`` command."""
+    parser = argparse.ArgumentParser(prog="cachekit", description="Training-free feature caching for diffusion models.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, handler: Callable[[argparse.Namespace], int], help_text: str) -> argparse.ArgumentParser:
+        command = commands.add_parser(name, help=help_text, description=help_text)
+        command.set_defaults(handler=handler)
+        return command
+
+    add("plugins", plugins_command, "list installed plugins and the hooks they implement")
+    add("policies", policies_command, "list refresh policy kinds and their fields")
+    inspect = add("inspect", inspect_command, "list a model's regions with their share of forward FLOPs")
+    inspect.add_argument("model", help="package.module:factory returning a pipeline or nn.Module")
+    inspect.add_argument("--config", help="a cache config file (to include declared regions)")
+    inspect.add_argument("--inputs", help="package.module:factory returning (args, kwargs) of one forward call")
+    add("schema", schema_command, "print the JSON schema of the cache config")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``cachekit`` command; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    try:
+        return args.handler(args)
+    except CachekitError as error:
+        print(f"cachekit {args.command}: error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
