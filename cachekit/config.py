@@ -36,7 +36,8 @@ def _policy_field(value: Any) -> Policy:
     except ValidationError as error:
         raise _PolicyErrors([(_dotted(e["loc"]), _describe(e)) for e in error.errors()]) from None
     except ConfigError as error:
-        raise _PolicyErrors([("kind", str(error))]) from None
+        path = "kind" if isinstance(value, Mapping) or isinstance(value, str) else ""
+        raise _PolicyErrors([(path, str(error))]) from None
 
 
 class DeclaredRegion(BaseModel):
@@ -88,7 +89,15 @@ class CacheConfig(BaseModel):
     def _policy_map(cls, value: Any) -> Any:
         if not isinstance(value, Mapping):
             return value
-        return {name: _policy_field(policy) for name, policy in value.items()}
+        policies, errors = {}, []
+        for name, policy in value.items():
+            try:
+                policies[name] = _policy_field(policy)
+            except _PolicyErrors as error:
+                errors += [(".".join(filter(None, (str(name), path))), message) for path, message in error.errors]
+        if errors:
+            raise _PolicyErrors(errors)
+        return policies
 
     def policy_for(self, denoiser: str, region: str) -> Policy:
         """The policy of ``region`` in ``denoiser``: region override, denoiser override, default."""
@@ -125,7 +134,9 @@ def _flatten(error: ValidationError) -> list[str]:
     for item in error.errors():
         inner = item.get("ctx", {}).get("error")
         if isinstance(inner, _PolicyErrors):
-            lines += [f"{_dotted(item['loc'])}.{path}: {message}" for path, message in inner.errors]
+            lines += [
+                f"{'.'.join(filter(None, (_dotted(item['loc']), path)))}: {message}" for path, message in inner.errors
+            ]
         else:
             lines.append(f"{_dotted(item['loc'])}: {_describe(item)}")
     return lines

@@ -68,7 +68,7 @@ class RegionRunner:
         entry_inputs = self.region.io.read_inputs(args, kwargs) if needs_inputs else ()
         if self.probe is not None:
             self._measure_drift(state, entry_inputs)
-        refresh = not memory.has_cache or self.policy.should_refresh(step, memory)
+        refresh = self.policy.should_refresh(step, memory) or not memory.has_cache
         if refresh:
             memory.last_refresh_step = step.index
             memory.consecutive_reuses = 0

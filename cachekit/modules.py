@@ -22,10 +22,20 @@ def get_submodule(root: nn.Module, path: str) -> nn.Module:
     try:
         return root.get_submodule(path)
     except AttributeError:
-        names = [name for name, _ in root.named_modules() if name]
+        parts = path.split(".")
+        parent = ""
+        for depth in range(len(parts) - 1, 0, -1):
+            candidate = ".".join(parts[:depth])
+            try:
+                root.get_submodule(candidate)
+            except AttributeError:
+                continue
+            parent = candidate
+            break
+        children = [f"{parent}.{name}" if parent else name for name in get_submodule(root, parent)._modules]
         raise RegionNotFoundError(
-            f"module path {path!r} names nothing in {type(root).__name__}"
-            f"{did_you_mean(path, names)}; module paths include: {listing(names, 20)}"
+            f"module path {path!r} names nothing in {type(root).__name__}{did_you_mean(path, children)}; "
+            f"{repr(parent) if parent else 'the model'} has: {listing(children, 20) or 'no submodules'}"
         ) from None
 
 
