@@ -42,8 +42,9 @@ class _Decision:
 class RegionRunner:
     """Runs one region: decides at its entry, then stores or reuses through its modules."""
 
-    def __init__(self, region: Region, policy: Policy, denoiser: DenoiserRuntime, stats: RegionStats):
+    def __init__(self, region: Region, policy: Policy, denoiser: DenoiserRuntime, stats: RegionStats, stats_name: str):
         self.region = region
+        self.stats_name = stats_name
         self.policy = policy
         self.denoiser = denoiser
         self.stats = stats
@@ -120,18 +121,28 @@ class RegionRunner:
                 if is_exit:
                     if region.mode == "residual":
                         exits = io.read_outputs(output)
-                        state.residual = tuple(out - inp for out, inp in zip(exits, decision.entry_inputs))
+                        state.residual = tuple(_difference(out, inp) for out, inp in zip(exits, decision.entry_inputs))
                     state.memory.has_cache = True
                 return output
             if is_exit:
                 if region.mode == "output":
                     return state.outputs[path]
-                return io.build_output(tuple(inp + res for inp, res in zip(decision.entry_inputs, state.residual)))
+                return io.build_output(tuple(_sum(inp, res) for inp, res in zip(decision.entry_inputs, state.residual)))
             if replays:
                 return state.outputs[path]
             return io.build_output(io.read_inputs(args, kwargs))
 
         return forward
+
+
+def _difference(output: torch.Tensor | None, entry: torch.Tensor) -> torch.Tensor | None:
+    """A stream's residual; ``None`` where the exit returns no tensor for it (SD3's last block)."""
+    return None if output is None else output - entry
+
+
+def _sum(entry: torch.Tensor, residual: torch.Tensor | None) -> torch.Tensor | None:
+    """A stream rebuilt on reuse: still ``None`` where the exit returned ``None`` for it."""
+    return None if residual is None else entry + residual
 
 
 class DenoiserRuntime:
@@ -189,8 +200,8 @@ class CacheHandle:
 
     @property
     def regions(self) -> dict[str, Region]:
-        """The installed regions by name."""
-        return {runner.region.name: runner.region for rt in self.runtimes for runner in rt.runners}
+        """The installed regions by stats name (``denoiser/region`` when there are several denoisers)."""
+        return {runner.stats_name: runner.region for rt in self.runtimes for runner in rt.runners}
 
     def install(
         self,
@@ -204,10 +215,12 @@ class CacheHandle:
                     f"cachekit is already enabled on this {type(denoiser.module).__name__} "
                     f"({denoiser.name!r}); call disable() on the existing handle first"
                 )
-        self.stats = CacheStats([plan.region.name for _, region_plans, _ in plans for plan in region_plans])
+        qualify = len(plans) > 1
+        names = [_stats_name(d, plan.region, qualify) for d, region_plans, _ in plans for plan in region_plans]
+        self.stats = CacheStats(names)
         try:
             for denoiser, region_plans, num_steps in plans:
-                self._install_denoiser(denoiser, region_plans, num_steps, step_completed)
+                self._install_denoiser(denoiser, region_plans, num_steps, step_completed, qualify)
         except BaseException:
             self.disable()
             raise
@@ -220,12 +233,14 @@ class CacheHandle:
         region_plans: Sequence[RegionPlan],
         num_steps: int | None,
         step_completed: Callable[[Any], bool],
+        qualify: bool,
     ) -> None:
         runtime = DenoiserRuntime(denoiser, num_steps)
         self.runtimes.append(runtime)
         model = denoiser.module
         for plan in region_plans:
-            runner = RegionRunner(plan.region, plan.policy, runtime, self.stats[plan.region.name])
+            name = _stats_name(denoiser, plan.region, qualify)
+            runner = RegionRunner(plan.region, plan.policy, runtime, self.stats[name], name)
             runtime.runners.append(runner)
             for path in runner.watched_paths:
                 self._patch(get_submodule(model, path), runner.wrap_watched, path)
@@ -274,6 +289,10 @@ class CacheHandle:
     def __repr__(self) -> str:
         state = "enabled" if self.enabled else "disabled"
         return f"<CacheHandle {state}: regions {list(self.regions)}>"
+
+
+def _stats_name(denoiser: Denoiser, region: Region, qualify: bool) -> str:
+    return f"{denoiser.name}/{region.name}" if qualify else region.name
 
 
 def handle_of(module: nn.Module) -> CacheHandle | None:
