@@ -31,7 +31,7 @@ def _load_tests(path: Path) -> ModuleType:
     """The tutorial's test module, under a name of its own (its folder is not a package here)."""
     spec = importlib.util.spec_from_file_location("cachekit_tinynet_tutorial_tests", path)
     assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
+    module = sys.modules[spec.name] = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 

@@ -1,0 +1,152 @@
+"""One implementation of every cachekit hook: the examples of the Plugin hooks page.
+
+The plugin adapts a made-up library, ``mylib``: a ``MyPipeline`` holding a ``transformer``
+and a ``scheduler``, a ``MyTransformer`` whose ``blocks`` are a ``ModuleList``, and a
+``MyScheduler`` whose steps take two calls. It recognises them by class name, so importing
+the plugin never imports mylib. Each ``--8<--`` pair marks the part a section shows.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+import torch
+from pydantic import Field
+from torch import nn
+
+from cachekit import Denoiser, Policy, Region, StepInfo, hookimpl
+from cachekit.errors import RegionNotFoundError
+from cachekit.modules import isinstance_str
+from cachekit.policies import RegionMemory
+from cachekit.probes import Probe
+
+if TYPE_CHECKING:
+    from cachekit.experiment_config import ModelSpec
+
+
+# --8<-- [start:cachekit_find_denoisers]
+@hookimpl
+def cachekit_find_denoisers(pipeline: Any) -> list[Denoiser] | None:
+    if not isinstance_str(pipeline, "MyPipeline"):
+        return None  # not a mylib pipeline: another plugin may know it
+    return [Denoiser("transformer", pipeline.transformer, pipeline.scheduler)]
+# --8<-- [end:cachekit_find_denoisers]
+
+
+# --8<-- [start:cachekit_regions]
+@hookimpl
+def cachekit_regions(model: nn.Module) -> list[Region] | None:
+    if not isinstance_str(model, "MyTransformer"):
+        return None
+    blocks = tuple(f"blocks.{index}" for index in range(len(model.blocks)))
+    return [
+        # the default region: all blocks but the first, whose residual is the probe
+        Region("middle", blocks[1:], mode="residual", probe_base="blocks.0"),
+        Region("all", blocks, mode="residual"),
+    ]
+# --8<-- [end:cachekit_regions]
+
+
+# --8<-- [start:cachekit_region_named]
+BLOCK_RANGE = re.compile(r"blocks\[(\d+):(\d+)\]")
+
+
+@hookimpl
+def cachekit_region_named(model: nn.Module, name: str) -> Region | None:
+    match = BLOCK_RANGE.fullmatch(name)
+    if match is None or not isinstance_str(model, "MyTransformer"):
+        return None
+    start, stop, depth = int(match[1]), int(match[2]), len(model.blocks)
+    if not 0 <= start < stop <= depth:
+        raise RegionNotFoundError(f"region {name!r}: give blocks[start:stop] with 0 <= start < stop <= {depth}")
+    return Region(name, tuple(f"blocks.{index}" for index in range(start, stop)), mode="residual")
+# --8<-- [end:cachekit_region_named]
+
+
+# --8<-- [start:cachekit_example_inputs]
+@hookimpl
+def cachekit_example_inputs(model: nn.Module) -> tuple[tuple[Any, ...], dict[str, Any]] | None:
+    if not isinstance_str(model, "MyTransformer"):
+        return None
+    tokens = torch.randn(1, 16, model.embed.in_features)  # batch 1, 16 tokens
+    return (tokens,), {"timestep": torch.tensor(999.0)}
+# --8<-- [end:cachekit_example_inputs]
+
+
+# --8<-- [start:cachekit_step_completed]
+@hookimpl
+def cachekit_step_completed(scheduler: Any) -> bool | None:
+    if not isinstance_str(scheduler, "MyScheduler"):
+        return None
+    return scheduler.calls % 2 == 0  # a predictor call, then a corrector call
+# --8<-- [end:cachekit_step_completed]
+
+
+# --8<-- [start:cachekit_register_policies]
+class FixedStepsPolicy(Policy):
+    """Refresh at the listed steps, reuse at every other."""
+
+    kind: Literal["fixed-steps"] = "fixed-steps"
+    steps: tuple[int, ...] = Field((0,), min_length=1, description="Steps that refresh, from 0.")
+
+    def should_refresh(self, step: StepInfo, memory: RegionMemory) -> bool:
+        return step.index in self.steps
+
+    def refresh_steps(self, num_steps: int) -> list[int]:
+        return sorted(step for step in set(self.steps) if step < num_steps)
+
+
+@hookimpl
+def cachekit_register_policies(register: Callable[[type[Policy]], Any]) -> None:
+    register(FixedStepsPolicy)  # configs can now say {kind: fixed-steps, steps: [0, 5, 9]}
+# --8<-- [end:cachekit_register_policies]
+
+
+# --8<-- [start:cachekit_register_probes]
+@dataclass(frozen=True)
+class TokenMeanProbe:
+    """The region's entry input averaged over its tokens: less to compare at each step."""
+
+    def watched_modules(self, region: Region) -> tuple[str, ...]:
+        return ()  # nothing to record beyond the entry input
+
+    def measure(self, entry_inputs: tuple[torch.Tensor, ...], watched: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        return entry_inputs[0].mean(dim=1)
+
+
+@hookimpl
+def cachekit_register_probes(register: Callable[[str, Probe], None]) -> None:
+    register("token_mean", TokenMeanProbe())  # {kind: similarity, probe: token_mean}
+# --8<-- [end:cachekit_register_probes]
+
+
+# --8<-- [start:cachekit_load_experiment_model]
+@hookimpl
+def cachekit_load_experiment_model(spec: ModelSpec) -> Any | None:
+    if spec.builder != "mylib-tiny":
+        return None  # another plugin may load this source or builder
+    import mylib  # imported only when an experiment asks for one of its models
+
+    pipeline = mylib.MyPipeline.tiny(**spec.options)
+    return pipeline.to(device=spec.device, dtype=getattr(torch, spec.dtype))
+# --8<-- [end:cachekit_load_experiment_model]
+
+
+# --8<-- [start:cachekit_sample_scorer]
+@dataclass(frozen=True)
+class MeanBrightness:
+    """A toy scorer: the mean pixel value of the samples (a real one would be a FID or an accuracy)."""
+
+    metrics = {"brightness": True}  # metric name -> higher is better
+
+    def __call__(self, images: torch.Tensor, labels: torch.Tensor | None) -> dict[str, float]:
+        return {"brightness": float(images.mean())}
+
+
+@hookimpl
+def cachekit_sample_scorer(spec: ModelSpec) -> MeanBrightness | None:
+    return MeanBrightness() if spec.builder == "mylib-tiny" else None
+# --8<-- [end:cachekit_sample_scorer]

@@ -1,0 +1,182 @@
+"""The Plugin hooks page documents every hook, and its examples are a working plugin.
+
+Adding a hook spec to ``cachekit.hookspecs`` without a section on docs/plugin-hooks.md and
+an example in docs_src/plugin_hooks.py fails here.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType, SimpleNamespace
+from typing import Any
+
+import pluggy
+import pytest
+import torch
+
+import cachekit
+from cachekit import hookspecs, probes
+from cachekit.experiment_config import ModelSpec
+from cachekit.policies import base as policy_base
+from cachekit.plugin_manager import register_plugin, unregister_plugin
+from tests.models import TinyTransformer
+
+ROOT = Path(__file__).parents[1]
+PAGE = (ROOT / "docs" / "plugin-hooks.md").read_text(encoding="utf-8")
+SPECS = sorted(name for name, value in vars(hookspecs).items() if hasattr(value, "cachekit_spec"))
+
+
+def _load(path: Path) -> ModuleType:
+    spec = importlib.util.spec_from_file_location("cachekit_docs_plugin_hooks", path)
+    assert spec is not None and spec.loader is not None
+    module = sys.modules[spec.name] = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+examples = _load(ROOT / "docs_src" / "plugin_hooks.py")
+
+
+def _sections() -> dict[str, str]:
+    parts = re.split(r"^## `(\w+)`\s*$", PAGE, flags=re.MULTILINE)
+    return dict(zip(parts[1::2], parts[2::2]))
+
+
+def test_specs_are_found() -> None:
+    assert "cachekit_regions" in SPECS and "cachekit_find_denoisers" in SPECS
+
+
+def test_every_hook_has_one_section_and_no_section_is_stale() -> None:
+    sections = _sections()
+    assert sorted(sections) == SPECS, f"undocumented: {set(SPECS) - set(sections)}; stale: {set(sections) - set(SPECS)}"
+
+
+@pytest.mark.parametrize("name", SPECS)
+def test_section_shows_the_spec_and_its_example(name: str) -> None:
+    section = _sections()[name]
+    assert f"::: cachekit.hookspecs.{name}" in section
+    assert f'--8<-- "plugin_hooks.py:{name}"' in section
+
+
+def test_example_plugin_implements_every_hook_with_valid_signatures() -> None:
+    pm = pluggy.PluginManager("cachekit")
+    pm.add_hookspecs(hookspecs)
+    pm.register(examples)  # pluggy rejects an implementation whose arguments the spec lacks
+    implemented = sorted(caller.name for caller in pm.get_hookcallers(examples) or [])
+    assert implemented == SPECS
+
+
+@pytest.mark.parametrize(
+    "hook, kwargs",
+    [
+        ("cachekit_find_denoisers", {"pipeline": object()}),
+        ("cachekit_regions", {"model": torch.nn.Linear(2, 2)}),
+        ("cachekit_region_named", {"model": torch.nn.Linear(2, 2), "name": "blocks[0:1]"}),
+        ("cachekit_example_inputs", {"model": torch.nn.Linear(2, 2)}),
+        ("cachekit_step_completed", {"scheduler": object()}),
+    ],
+)
+def test_dispatch_examples_answer_none_for_what_is_not_theirs(hook: str, kwargs: dict[str, Any]) -> None:
+    assert getattr(examples, hook)(**kwargs) is None
+
+
+# --- the examples at work, through cachekit.enable -------------------------------------------
+
+
+class MyTransformer(TinyTransformer):
+    """Stands for mylib's transformer: the plugin knows it by this class name."""
+
+
+class MyScheduler:
+    """Two calls per step, the second on the same timestep (a predictor and a corrector)."""
+
+    def set_timesteps(self, num_inference_steps: int) -> None:
+        self.num_inference_steps = num_inference_steps
+        self.timesteps = torch.linspace(999, 0, num_inference_steps).round()
+        self.calls = 0
+
+    def step(self, output: torch.Tensor, timestep: torch.Tensor, sample: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        return sample - 0.05 * output
+
+
+class MyPipeline:
+    """Stands for mylib's pipeline: a transformer called twice per scheduler step."""
+
+    def __init__(self) -> None:
+        torch.manual_seed(0)
+        self.transformer = MyTransformer(depth=4).eval()
+        self.scheduler = MyScheduler()
+
+    @torch.no_grad()
+    def __call__(self, num_inference_steps: int) -> torch.Tensor:
+        self.scheduler.set_timesteps(num_inference_steps)
+        sample = torch.randn(1, 8, 4, generator=torch.Generator().manual_seed(0))
+        for timestep in self.scheduler.timesteps:
+            for _ in range(2):
+                sample = self.scheduler.step(self.transformer(sample, timestep), timestep, sample)
+        return sample
+
+
+@pytest.fixture
+def example_plugin(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """The example plugin registered for one test; the kinds and probes it adds are dropped after."""
+    monkeypatch.setattr(policy_base, "_POLICY_KINDS", dict(policy_base._POLICY_KINDS))
+    monkeypatch.setattr(probes, "_PROBES", dict(probes._PROBES))
+    name = register_plugin(examples, name="docs-plugin-hooks-example")
+    try:
+        yield name
+    finally:
+        unregister_plugin(name)
+
+
+def test_examples_drive_a_pipeline(example_plugin: str) -> None:
+    pipe = MyPipeline()
+    config = {"policy": {"kind": "fixed-steps", "steps": [0, 3]}, "regions": ["blocks[1:3]"]}
+    with cachekit.enable(pipe, config) as handle:
+        pipe(num_inference_steps=5)
+    assert list(handle.regions) == ["blocks[1:3]"]
+    assert handle.stats.refresh_steps("blocks[1:3]") == [0, 3]
+    assert handle.stats.refreshes == 4 and handle.stats.reuses == 6  # two calls in each of 5 steps
+
+
+def test_default_region_and_probe_example(example_plugin: str) -> None:
+    pipe = MyPipeline()
+    with cachekit.enable(pipe, {"policy": {"kind": "similarity", "probe": "token_mean", "threshold": 1e9}}) as handle:
+        pipe(num_inference_steps=4)
+    assert list(handle.regions) == ["middle"]
+    assert handle.stats.refresh_steps("middle") == [0]
+
+
+def test_region_named_example_rejects_a_range_past_the_end(example_plugin: str) -> None:
+    with pytest.raises(cachekit.RegionNotFoundError, match="stop <= 4"):
+        cachekit.enable(MyPipeline(), {"regions": ["blocks[2:9]"]})
+
+
+def test_example_inputs_example_runs_the_model(example_plugin: str) -> None:
+    model = MyPipeline().transformer
+    args, kwargs = cachekit.plugin_manager.get_plugin_manager().hook.cachekit_example_inputs(model=model)
+    assert model(*args, **kwargs).shape == args[0].shape
+
+
+def test_experiment_examples_answer_only_for_their_builder(monkeypatch: pytest.MonkeyPatch) -> None:
+    other = ModelSpec(builder="someone-else")
+    assert examples.cachekit_load_experiment_model(spec=other) is None
+    assert examples.cachekit_sample_scorer(spec=other) is None
+
+    loaded = []
+
+    def tiny(**options: Any) -> torch.nn.Module:
+        loaded.append(options)
+        return torch.nn.Linear(2, 2)
+
+    monkeypatch.setitem(sys.modules, "mylib", SimpleNamespace(MyPipeline=SimpleNamespace(tiny=tiny)))
+    ours = ModelSpec(builder="mylib-tiny", options={"depth": 2}, dtype="bfloat16")
+    pipeline = examples.cachekit_load_experiment_model(spec=ours)
+    assert loaded == [{"depth": 2}] and pipeline.weight.dtype == torch.bfloat16
+    scorer = examples.cachekit_sample_scorer(spec=ours)
+    assert set(scorer(torch.full((2, 3, 4, 4), 0.25), None)) == set(scorer.metrics) == {"brightness"}
