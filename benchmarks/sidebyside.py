@@ -1,0 +1,25 @@
+"""Timing candidates side by side: rounds interleave them so drift hits all alike."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from typing import Any
+
+
+def interleaved_medians(candidates: dict[str, Callable[[], Any]], rounds: int = 7, warmup: int = 1) -> dict[str, float]:
+    """Median wall time in seconds of each candidate, running A, B, C, A, B, C, ...
+
+    ``warmup`` rounds run first and are not timed.
+    """
+    for _ in range(warmup):
+        for run in candidates.values():
+            run()
+    times: dict[str, list[float]] = {name: [] for name in candidates}
+    for _ in range(rounds):
+        for name, run in candidates.items():
+            start = time.perf_counter()
+            run()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(values) for name, values in times.items()}
