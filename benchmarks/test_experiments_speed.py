@@ -1,0 +1,123 @@
+"""Speed of the shipped digits models under cachekit, and the experiment runner's own cost.
+
+Run: ``pytest benchmarks/test_experiments_speed.py --benchmark-enable -s``. Each table
+times the uncached pipeline and each cache setting side by side (interleaved rounds, one
+process), on the same seeds, and states the fidelity each speedup comes at (PSNR against the
+uncached samples, FD with the shipped classifier) with the refreshes and the share of the
+denoiser FLOPs still computed.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+import torch
+from cachekit_digits.loading import load_pipeline
+from cachekit_digits.quality import DigitsScorer
+
+import cachekit
+from benchmarks.sidebyside import interleaved_medians
+from cachekit.experiment_config import ModelSpec
+from cachekit.experiments import run_experiment
+from cachekit.metrics import psnr
+
+STEPS = 50
+SAMPLES = 64
+
+UNET_SETTINGS = {
+    f"uniform {i} @branch0": {"policy": {"kind": "uniform", "interval": i}, "regions": ["branch0"]}
+    for i in (2, 3, 5, 10)
+}
+DIT_SETTINGS = {
+    f"uniform {i} @blocks[1:6]": {"policy": {"kind": "uniform", "interval": i}, "regions": ["blocks[1:6]"]}
+    for i in (2, 3, 5)
+}
+
+
+def _generate(pipe: Any, call: dict[str, Any]) -> torch.Tensor:
+    generators = [torch.Generator().manual_seed(seed) for seed in range(SAMPLES)]
+    return pipe(num_inference_steps=STEPS, generator=generators, output_type="pt", **call).images
+
+
+def _side_by_side(source: str, call: dict[str, Any], settings: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    pipe = load_pipeline(ModelSpec(source=source))
+    pipe.set_progress_bar_config(disable=True)
+    scorer, labels = DigitsScorer(), torch.as_tensor(call.get("class_labels", []))
+    reference = _generate(pipe, call)
+    rows = [{"setting": "none", "refreshes": STEPS, **scorer(reference, labels if len(labels) else None)}]
+    candidates = {"none": lambda: _generate(pipe, call)}
+    handles = {}
+    for name, config in settings.items():
+        with cachekit.cached(pipe, config) as handle:
+            images = _generate(pipe, call)
+        handles[name] = handle
+        fidelity = sum(psnr(a, b, data_range=1.0) for a, b in zip(images, reference, strict=True)) / SAMPLES
+        rows.append(
+            {
+                "setting": name,
+                "refreshes": len(handle.stats.refresh_steps(next(iter(handle.regions)))),
+                "psnr": fidelity,
+                **scorer(images, labels if len(labels) else None),
+            }
+        )
+
+        def cached_run(config: dict[str, Any] = config) -> torch.Tensor:
+            with cachekit.cached(pipe, config):
+                return _generate(pipe, call)
+
+        candidates[name] = cached_run
+    medians = interleaved_medians(candidates, rounds=3)
+    for row in rows:
+        row["seconds"] = medians[row["setting"]]
+        row["speedup"] = medians["none"] / medians[row["setting"]]
+    return rows
+
+
+def _print(title: str, rows: list[dict[str, Any]]) -> None:
+    print(f"\n{title}")
+    print(f"{'setting':<24} {'speedup':>8} {'refreshes':>9} {'PSNR dB':>8} {'FD':>8} {'acc':>6}")
+    for row in rows:
+        accuracy = f"{row['class_accuracy']:.3f}" if "class_accuracy" in row else "-"
+        fidelity = f"{row['psnr']:.1f}" if "psnr" in row else "-"
+        print(
+            f"{row['setting']:<24} {row['speedup']:>7.2f}x {row['refreshes']:>9} {fidelity:>8} {row['fd']:>8.2f} "
+            f"{accuracy:>6}"
+        )
+
+
+@pytest.mark.parametrize(
+    ("source", "call", "settings"),
+    [
+        ("digits-unet", {"batch_size": SAMPLES}, UNET_SETTINGS),
+        ("digits-dit", {"class_labels": [i % 10 for i in range(SAMPLES)], "guidance_scale": 2.0}, DIT_SETTINGS),
+    ],
+    ids=["digits-unet", "digits-dit"],
+)
+def test_shipped_model_speedups(benchmark, source, call, settings):
+    rows = _side_by_side(source, call, settings)
+    _print(f"{source}: DDIM {STEPS} steps, {SAMPLES} samples per call, {torch.get_num_threads()} threads", rows)
+    benchmark.extra_info["rows"] = rows
+    pipe = load_pipeline(ModelSpec(source=source))
+    pipe.set_progress_bar_config(disable=True)
+    benchmark.pedantic(_generate, args=(pipe, call), rounds=1, iterations=1)
+    assert all(row["speedup"] > 1 for row in rows[1:])
+
+
+def test_runner_overhead(benchmark, tmp_path):
+    """The runner's wall time against the denoising loops it times: loading, FLOP counting, metrics, files."""
+    config = {
+        "model": {"source": "digits-unet"},
+        "sampling": {"steps": STEPS, "num_samples": SAMPLES, "batch_size": SAMPLES},
+        "policies": [{"grid": {"interval": [2, 5]}, "branch": 0}],
+    }
+    start = time.perf_counter()
+    results = benchmark.pedantic(run_experiment, args=(config, tmp_path), kwargs={"progress": False}, rounds=1)
+    total = time.perf_counter() - start
+    loops = sum(row["loop_seconds"] for row in results.rows)
+    benchmark.extra_info.update(total_s=total, loops_s=loops, overhead_s=total - loops)
+    print(
+        f"\nexperiment runner: {total:.1f}s in all, {loops:.1f}s in denoising loops "
+        f"({100 * (total - loops) / total:.0f}% elsewhere: loading, warm-up, FLOP count, metrics, figures)"
+    )

@@ -1,0 +1,106 @@
+"""Figures of an experiment: sample grids and the speed-fidelity plot with its Pareto front.
+
+Needs matplotlib (the ``experiments`` extra); drawn with the non-interactive Agg backend.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from cachekit.errors import CachekitError
+
+
+def _pyplot() -> Any:
+    try:
+        import matplotlib
+    except ImportError:
+        raise CachekitError(
+            "experiment figures need matplotlib; install it with: pip install 'cachekit[experiments]'"
+        ) from None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def image_grid(images: torch.Tensor, columns: int | None = None) -> np.ndarray:
+    """Tile ``(N, C, H, W)`` images in ``[0, 1]`` into one ``(rows*H, columns*W, C)`` array, 1-pixel gaps."""
+    images = images.clamp(0, 1).float()
+    count, channels, height, width = images.shape
+    columns = columns or math.ceil(math.sqrt(count))
+    rows = math.ceil(count / columns)
+    grid = torch.ones(channels, rows * (height + 1) - 1, columns * (width + 1) - 1)
+    for index, image in enumerate(images):
+        top, left = (index // columns) * (height + 1), (index % columns) * (width + 1)
+        grid[:, top : top + height, left : left + width] = image
+    return grid.permute(1, 2, 0).numpy()
+
+
+def save_grid(images: torch.Tensor, path: Path) -> None:
+    """Save a grid of images as PNG (greyscale for one channel); other shapes are skipped."""
+    if images.dim() != 4 or images.shape[1] not in (1, 3):
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    grid = image_grid(images)
+    plt = _pyplot()
+    if grid.shape[-1] == 1:
+        plt.imsave(path, grid[..., 0], cmap="gray", vmin=0.0, vmax=1.0)
+    else:
+        plt.imsave(path, grid)
+
+
+def pareto_front(points: Sequence[tuple[float, float]], higher_is_better: bool) -> list[int]:
+    """Indices of the points no other point beats on both speed (x, higher) and fidelity (y).
+
+    Returned by increasing speed.
+    """
+    sign = 1.0 if higher_is_better else -1.0
+    order = sorted(range(len(points)), key=lambda i: (-points[i][0], -sign * points[i][1]))
+    front, best = [], -math.inf
+    for index in order:
+        if sign * points[index][1] > best:
+            front.append(index)
+            best = sign * points[index][1]
+    return front[::-1]
+
+
+def save_pareto(
+    rows: Sequence[dict[str, Any]], metric: str, higher_is_better: bool, path: Path, noise_floor: str | None = None
+) -> None:
+    """Plot speedup against ``metric`` for every row that has both, marking the Pareto front.
+
+    The row named ``noise_floor`` (the baseline on other seeds) is drawn as a band from the
+    baseline's value to its own: differences inside the band are run-to-run noise.
+    """
+    named = [(row["setting"], row.get("speedup"), row.get(metric)) for row in rows]
+    named = [(name, x, y) for name, x, y in named if x is not None and y is not None and math.isfinite(y)]
+    plt = _pyplot()
+    figure, axes = plt.subplots(figsize=(7, 4.5))
+    noise = [y for name, _, y in named if name == noise_floor]
+    named = [entry for entry in named if entry[0] != noise_floor]
+    if noise and named:
+        low, high = sorted((named[0][2], noise[0]))
+        axes.axhspan(low, high, color="tab:gray", alpha=0.2, label="run-to-run noise (baseline, two seed sets)")
+    if named:
+        points = [(x, y) for _, x, y in named]
+        axes.scatter(*zip(*points, strict=True), color="tab:blue", zorder=2)
+        for name, x, y in named:
+            axes.annotate(name, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
+        front = pareto_front(points, higher_is_better)
+        axes.plot(
+            *zip(*(points[i] for i in front), strict=True), color="tab:red", marker="o", zorder=3, label="Pareto front"
+        )
+        axes.legend(loc="best")
+    axes.set_xlabel("speedup of the denoising loop (x)")
+    axes.set_ylabel(f"{metric} ({'higher' if higher_is_better else 'lower'} is better)")
+    axes.grid(alpha=0.3)
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
