@@ -44,6 +44,17 @@ def cachekit_regions(model: nn.Module) -> list[Region] | None:
 
 
 @hookspec(firstresult=True)
+def cachekit_region_named(model: nn.Module, name: str) -> Region | None:
+    """Build the region ``name`` of ``model`` when :func:`cachekit_regions` does not list it.
+
+    For names with parameters a plugin understands, such as the block range ``blocks[2:10]``,
+    too many to list. Return ``None`` when ``name`` is no name of this plugin for ``model``;
+    raise :class:`~cachekit.errors.RegionNotFoundError` when it is one but does not fit the
+    model (a range past the last block), saying what does.
+    """
+
+
+@hookspec(firstresult=True)
 def cachekit_example_inputs(model: nn.Module) -> tuple[tuple[Any, ...], dict[str, Any]] | None:
     """Return ``(args, kwargs)`` of one small forward call of ``model``, or ``None``.
 

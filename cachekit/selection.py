@@ -67,6 +67,8 @@ def select_regions(pm: pluggy.PluginManager, denoiser: Denoiser, config: CacheCo
     by_name = {region.name: region for region in offered}
     if config.regions is not None:
         for name in config.regions:
+            if name not in by_name and (named := pm.hook.cachekit_region_named(model=model, name=name)) is not None:
+                by_name[name] = named
             if name not in by_name:
                 raise RegionNotFoundError(
                     f"region {name!r} is not a region of {type(model).__name__}{did_you_mean(name, by_name)}; "
