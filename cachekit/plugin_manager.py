@@ -23,6 +23,7 @@ AUTOLOAD_OFF_VARIABLE = "CACHEKIT_DISABLE_PLUGIN_AUTOLOAD"
 DEFAULT_PLUGINS: tuple[str, ...] = (
     "cachekit_diffusers",
     "cachekit_dit",
+    "cachekit_unet",
 )
 """Modules registered as plugins by every plugin manager, by import name."""
 

@@ -1,0 +1,32 @@
+"""cachekit plugin for diffusers UNets: DeepCache's branches on every UNet family.
+
+Maps ``UNet2DModel``, ``UNet2DConditionModel`` (SD 1.x/2.x, SDXL, AudioLDM, MusicLDM),
+AudioLDM2's UNet, ``UNetSpatioTemporalConditionModel`` (SVD), ``UNet3DConditionModel`` and
+``UNetMotionModel`` (AnimateDiff). Region ``branch<k>`` is everything deeper than skip
+connection ``k`` (see :mod:`cachekit_unet.layout`); ``branch0``, the largest region and
+DeepCache's default, comes first. Classes are recognised by name, so importing this plugin
+never imports diffusers.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import nn
+
+from cachekit import Region, hookimpl
+from cachekit_unet.inputs import example_inputs
+from cachekit_unet.layout import branch_regions, read_layout
+
+
+@hookimpl(trylast=True)
+def cachekit_regions(model: nn.Module) -> list[Region] | None:
+    """The branches of a known UNet, ``branch0`` first; ``None`` for anything else."""
+    layout = read_layout(model)
+    return None if layout is None else branch_regions(layout)
+
+
+@hookimpl(trylast=True)
+def cachekit_example_inputs(model: nn.Module) -> tuple[tuple[Any, ...], dict[str, Any]] | None:
+    """A small valid forward call of a known UNet (batch 1, at most 32x32 latent)."""
+    return example_inputs(model) if read_layout(model) is not None else None
