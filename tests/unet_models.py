@@ -214,3 +214,62 @@ def one_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+SD15_SCHEDULE = {"beta_start": 0.00085, "beta_end": 0.012, "beta_schedule": "scaled_linear"}
+"""Stable Diffusion 1.5's noise schedule, shared by every scheduler the tests build."""
+
+
+def scheduler(name: str = "DDIMScheduler") -> Any:
+    """A diffusers scheduler by class name with SD 1.5's schedule (PNDM as SD 1.5 ships it)."""
+    import diffusers
+
+    extra = {
+        "DDIMScheduler": {"clip_sample": False, "set_alpha_to_one": False, "steps_offset": 1},
+        "PNDMScheduler": {"skip_prk_steps": True, "set_alpha_to_one": False, "steps_offset": 1},
+    }.get(name, {})
+    return getattr(diffusers, name)(**SD15_SCHEDULE, **extra)
+
+
+def tiny_vae(seed: int = 0) -> nn.Module:
+    """An ``AutoencoderKL`` of one block: 4 latent channels, images the latent's size."""
+    from diffusers import AutoencoderKL
+
+    return _seeded(
+        AutoencoderKL,
+        seed,
+        block_out_channels=(8,),
+        down_block_types=("DownEncoderBlock2D",),
+        up_block_types=("UpDecoderBlock2D",),
+        latent_channels=4,
+        norm_num_groups=4,
+        sample_size=8,
+    )
+
+
+def sd_pipeline(unet: nn.Module | None = None, scheduler_name: str = "DDIMScheduler", kind: str = "") -> Any:
+    """A Stable Diffusion pipeline (``kind``: "", "Img2Img" or "Inpaint") with no text encoder:
+    call it with :func:`prompt_embeds`."""
+    import diffusers
+
+    pipe = getattr(diffusers, f"StableDiffusion{kind}Pipeline")(
+        vae=tiny_vae(),
+        text_encoder=None,
+        tokenizer=None,
+        unet=unet if unet is not None else tiny_sd_unet(),
+        scheduler=scheduler(scheduler_name),
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def prompt_embeds(width: int, seed: int = 0, tokens: int = 77) -> dict[str, torch.Tensor]:
+    """Seeded ``prompt_embeds`` and ``negative_prompt_embeds`` standing in for a text encoder."""
+    generator = torch.Generator().manual_seed(seed)
+    return {
+        "prompt_embeds": torch.randn(1, tokens, width, generator=generator),
+        "negative_prompt_embeds": torch.randn(1, tokens, width, generator=generator),
+    }
