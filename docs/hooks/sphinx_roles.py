@@ -5,11 +5,13 @@ The code's docstrings cross-reference with roles such as ``:class:`CacheHandle``
 would print them verbatim. Each role becomes an autorefs link to the object's canonical
 path, resolved in the scope of the docstring's owner, or plain code when the target is not
 a public object of the package being documented (a method of another library).
+reStructuredText's literal blocks (``example::`` then the code) become fenced Python code.
 """
 
 from __future__ import annotations
 
 import re
+import textwrap
 from collections.abc import Iterator
 from typing import Any
 
@@ -24,7 +26,8 @@ class SphinxRoles(griffe.Extension):
     def on_package(self, *, pkg: griffe.Module, **kwargs: Any) -> None:
         for obj in _objects(pkg):
             if obj.docstring is not None:
-                obj.docstring.value = _ROLE.sub(lambda match, obj=obj: _link(pkg, obj, *match.groups()), obj.docstring.value)
+                text = _ROLE.sub(lambda match, obj=obj: _link(pkg, obj, *match.groups()), obj.docstring.value)
+                obj.docstring.value = _fence_literal_blocks(text)
 
 
 def _objects(obj: griffe.Object) -> Iterator[griffe.Object]:
@@ -56,3 +59,25 @@ def _resolve(pkg: griffe.Module, owner: griffe.Object, target: str) -> str | Non
     except (KeyError, griffe.AliasResolutionError, griffe.CyclicAliasError):
         return None
     return None if any(part.startswith("_") for part in path.split(".")) else path
+
+
+def _fence_literal_blocks(text: str) -> str:
+    """``text::``, a blank line, then code: the code fenced as Python, the marker made ``text:``.
+
+    The code runs until a blank line followed by unindented text, or the end: a docstring's
+    dedenting can leave the code of a one-line summary's example unindented.
+    """
+    lines, out, index = text.split("\n"), [], 0
+    while index < len(lines):
+        line = lines[index]
+        if not (line.endswith("::") and line.strip() != "::" and index + 2 < len(lines) and not lines[index + 1].strip()):
+            out.append(line)
+            index += 1
+            continue
+        end = index + 3
+        while end < len(lines) and not (lines[end].strip() and not lines[end][0].isspace() and not lines[end - 1].strip()):
+            end += 1
+        code = textwrap.dedent("\n".join(lines[index + 2 : end])).strip("\n")
+        out += [line[:-1], "", "```python", code, "```", ""]
+        index = end
+    return "\n".join(out)
