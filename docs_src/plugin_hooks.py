@@ -33,6 +33,8 @@ def cachekit_find_denoisers(pipeline: Any) -> list[Denoiser] | None:
     if not isinstance_str(pipeline, "MyPipeline"):
         return None  # not a mylib pipeline: another plugin may know it
     return [Denoiser("transformer", pipeline.transformer, pipeline.scheduler)]
+
+
 # --8<-- [end:cachekit_find_denoisers]
 
 
@@ -47,6 +49,8 @@ def cachekit_regions(model: nn.Module) -> list[Region] | None:
         Region("middle", blocks[1:], mode="residual", probe_base="blocks.0"),
         Region("all", blocks, mode="residual"),
     ]
+
+
 # --8<-- [end:cachekit_regions]
 
 
@@ -63,6 +67,8 @@ def cachekit_region_named(model: nn.Module, name: str) -> Region | None:
     if not 0 <= start < stop <= depth:
         raise RegionNotFoundError(f"region {name!r}: give blocks[start:stop] with 0 <= start < stop <= {depth}")
     return Region(name, tuple(f"blocks.{index}" for index in range(start, stop)), mode="residual")
+
+
 # --8<-- [end:cachekit_region_named]
 
 
@@ -73,6 +79,8 @@ def cachekit_example_inputs(model: nn.Module) -> tuple[tuple[Any, ...], dict[str
         return None
     tokens = torch.randn(1, 16, model.embed.in_features)  # batch 1, 16 tokens
     return (tokens,), {"timestep": torch.tensor(999.0)}
+
+
 # --8<-- [end:cachekit_example_inputs]
 
 
@@ -82,6 +90,8 @@ def cachekit_step_completed(scheduler: Any) -> bool | None:
     if not isinstance_str(scheduler, "MyScheduler"):
         return None
     return scheduler.calls % 2 == 0  # a predictor call, then a corrector call
+
+
 # --8<-- [end:cachekit_step_completed]
 
 
@@ -102,6 +112,8 @@ class FixedStepsPolicy(Policy):
 @hookimpl
 def cachekit_register_policies(register: Callable[[type[Policy]], Any]) -> None:
     register(FixedStepsPolicy)  # configs can now say {kind: fixed-steps, steps: [0, 5, 9]}
+
+
 # --8<-- [end:cachekit_register_policies]
 
 
@@ -120,6 +132,8 @@ class TokenMeanProbe:
 @hookimpl
 def cachekit_register_probes(register: Callable[[str, Probe], None]) -> None:
     register("token_mean", TokenMeanProbe())  # {kind: similarity, probe: token_mean}
+
+
 # --8<-- [end:cachekit_register_probes]
 
 
@@ -132,6 +146,8 @@ def cachekit_load_experiment_model(spec: ModelSpec) -> Any | None:
 
     pipeline = mylib.MyPipeline.tiny(**spec.options)
     return pipeline.to(device=spec.device, dtype=getattr(torch, spec.dtype))
+
+
 # --8<-- [end:cachekit_load_experiment_model]
 
 
@@ -149,4 +165,6 @@ class MeanBrightness:
 @hookimpl
 def cachekit_sample_scorer(spec: ModelSpec) -> MeanBrightness | None:
     return MeanBrightness() if spec.builder == "mylib-tiny" else None
+
+
 # --8<-- [end:cachekit_sample_scorer]

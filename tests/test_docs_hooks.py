@@ -21,8 +21,8 @@ import torch
 import cachekit
 from cachekit import hookspecs, probes
 from cachekit.experiment_config import ModelSpec
-from cachekit.policies import base as policy_base
 from cachekit.plugin_manager import register_plugin, unregister_plugin
+from cachekit.policies import base as policy_base
 from tests.models import TinyTransformer
 
 ROOT = Path(__file__).parents[1]
@@ -43,7 +43,7 @@ examples = _load(ROOT / "docs_src" / "plugin_hooks.py")
 
 def _sections() -> dict[str, str]:
     parts = re.split(r"^## `(\w+)`\s*$", PAGE, flags=re.MULTILINE)
-    return dict(zip(parts[1::2], parts[2::2]))
+    return dict(zip(parts[1::2], parts[2::2], strict=True))
 
 
 def test_specs_are_found() -> None:

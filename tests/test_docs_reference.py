@@ -79,9 +79,7 @@ def test_nav_has_the_sections_of_the_style_guide() -> None:
     ]
 
 
-@pytest.mark.parametrize(
-    "module", sorted(info.name for info in pkgutil.walk_packages(cachekit.__path__, "cachekit."))
-)
+@pytest.mark.parametrize("module", sorted(info.name for info in pkgutil.walk_packages(cachekit.__path__, "cachekit.")))
 def test_every_module_has_an_api_reference(module: str) -> None:
     directives = re.findall(r"^::: ([\w.]+)", "\n".join(PAGES.values()), flags=re.MULTILINE)
     assert any(name == module or name.startswith(f"{module}.") for name in directives), (

@@ -81,4 +81,3 @@ def test_entry_point_names_the_plugin_module() -> None:
     assert list(entry_points.values()) == ["cachekit_tinynet.plugin"]
     assert importlib.import_module(entry_points["tinynet"]) is cachekit_tinynet.plugin
     assert project["tool"]["setuptools"]["packages"] == ["cachekit_tinynet"]
-

@@ -64,7 +64,10 @@ def _section(heading: str, model: dict[str, Any], defs: dict[str, Any], defaults
             default = "required"
         else:
             default = _code((defaults or {}).get(name))
-        cells = [f"`{name}`", _type(prop, defs), default, ", ".join(_bounds(prop)), prop.get("description", "")]
+        description = prop.get("description") or (
+            f"Selects this kind: `{name}: {prop['const']}`." if "const" in prop else ""
+        )
+        cells = [f"`{name}`", _type(prop, defs), default, ", ".join(_bounds(prop)), description]
         rows.append("| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |")
     description = model.get("description", "")
     return "\n\n".join(part for part in (heading, description, "\n".join(rows)) if part)

@@ -70,12 +70,16 @@ def _fence_literal_blocks(text: str) -> str:
     lines, out, index = text.split("\n"), [], 0
     while index < len(lines):
         line = lines[index]
-        if not (line.endswith("::") and line.strip() != "::" and index + 2 < len(lines) and not lines[index + 1].strip()):
+        if not (
+            line.endswith("::") and line.strip() != "::" and index + 2 < len(lines) and not lines[index + 1].strip()
+        ):
             out.append(line)
             index += 1
             continue
         end = index + 3
-        while end < len(lines) and not (lines[end].strip() and not lines[end][0].isspace() and not lines[end - 1].strip()):
+        while end < len(lines) and not (
+            lines[end].strip() and not lines[end][0].isspace() and not lines[end - 1].strip()
+        ):
             end += 1
         code = textwrap.dedent("\n".join(lines[index + 2 : end])).strip("\n")
         out += [line[:-1], "", "```python", code, "```", ""]

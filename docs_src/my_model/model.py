@@ -33,4 +33,3 @@ def denoise(model: nn.Module, noise: torch.Tensor, num_steps: int = 20) -> torch
     for timestep in torch.linspace(999, 0, num_steps):
         sample = sample - 0.05 * model(sample, timestep)
     return sample
-

@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+from cachekit import Region, hookimpl
 from torch import nn
 
-from cachekit import Region, hookimpl
 from cachekit_tinynet.model import TinyNet
 
 

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import cachekit
 import pytest
 import torch
-from torch import nn
-
-import cachekit
 from cachekit.plugin_manager import get_plugin_manager
 from cachekit.testing import AdapterConformance
+from torch import nn
+
 from cachekit_tinynet import plugin, tinynet
 
 
