@@ -31,7 +31,7 @@ def cachekit_regions(model: nn.Module) -> list[Region] | None:
 
 @hookimpl
 def cachekit_example_inputs(model: nn.Module) -> tuple[tuple[Any, ...], dict[str, Any]] | None:
-    """One small forward call: a 1x8x8 sample at the first timestep."""
+    """One small forward call: one 8x8 sample at the first timestep."""
     if not isinstance(model, TinyNet):
         return None
     return (torch.randn(1, model.in_channels, 8, 8), torch.tensor(999)), {}
