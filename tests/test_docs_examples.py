@@ -17,9 +17,9 @@ from torch import nn
 
 import cachekit
 from cachekit.config import load_config
+from tests.docs_support import DOCS_SRC
 from tests.unet_models import tiny_sd_unet
 
-DOCS_SRC = Path(__file__).parents[1] / "docs_src"
 MY_MODEL = DOCS_SRC / "my_model"
 
 

@@ -6,12 +6,10 @@ an example in docs_src/plugin_hooks.py fails here.
 
 from __future__ import annotations
 
-import importlib.util
 import re
 import sys
 from collections.abc import Iterator
-from pathlib import Path
-from types import ModuleType, SimpleNamespace
+from types import SimpleNamespace
 from typing import Any
 
 import pluggy
@@ -23,22 +21,14 @@ from cachekit import hookspecs, probes
 from cachekit.experiment_config import ModelSpec
 from cachekit.plugin_manager import register_plugin, unregister_plugin
 from cachekit.policies import base as policy_base
+from tests.docs_support import DOCS, DOCS_SRC, load_module
 from tests.models import TinyTransformer
 
-ROOT = Path(__file__).parents[1]
-PAGE = (ROOT / "docs" / "plugin-hooks.md").read_text(encoding="utf-8")
+PAGE = (DOCS / "plugin-hooks.md").read_text(encoding="utf-8")
 SPECS = sorted(name for name, value in vars(hookspecs).items() if hasattr(value, "cachekit_spec"))
 
 
-def _load(path: Path) -> ModuleType:
-    spec = importlib.util.spec_from_file_location("cachekit_docs_plugin_hooks", path)
-    assert spec is not None and spec.loader is not None
-    module = sys.modules[spec.name] = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-examples = _load(ROOT / "docs_src" / "plugin_hooks.py")
+examples = load_module(DOCS_SRC / "plugin_hooks.py", "cachekit_docs_plugin_hooks")
 
 
 def _sections() -> dict[str, str]:

@@ -7,11 +7,8 @@ the build hooks that generate the reference pages.
 
 from __future__ import annotations
 
-import importlib.util
 import pkgutil
 import re
-import sys
-from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -21,18 +18,13 @@ import yaml
 import cachekit
 from cachekit.config import CacheConfig, DeclaredRegion, config_schema
 from cachekit.policies import NonUniformPolicy, UniformPolicy, policy_kinds
+from tests.docs_support import DOCS, ROOT, load_module
 
-ROOT = Path(__file__).parents[1]
-DOCS = ROOT / "docs"
 PAGES = {path.relative_to(DOCS).as_posix(): path.read_text(encoding="utf-8") for path in DOCS.rglob("*.md")}
 
 
 def _load_hook(name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(f"cachekit_docs_hook_{name}", DOCS / "hooks" / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = sys.modules[spec.name] = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_module(DOCS / "hooks" / f"{name}.py", f"cachekit_docs_hook_{name}")
 
 
 def _nav_pages(entry: Any) -> list[str]:

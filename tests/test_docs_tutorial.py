@@ -8,35 +8,23 @@ Its own test classes run here too, the conformance suite included.
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import sys
 import tomllib
 from collections.abc import Iterator
-from pathlib import Path
-from types import ModuleType
 
 import pytest
 
 import cachekit
 from cachekit.plugin_manager import ENTRY_POINT_GROUP, get_plugin_manager, register_plugin, unregister_plugin
+from tests.docs_support import DOCS_SRC, load_module
 
-TUTORIAL = Path(__file__).parents[1] / "docs_src" / "plugin_tutorial"
+TUTORIAL = DOCS_SRC / "plugin_tutorial"
 if str(TUTORIAL) not in sys.path:
     sys.path.insert(0, str(TUTORIAL))
 
 import cachekit_tinynet.plugin  # noqa: E402  (importable once its folder is on the path)
 
-
-def _load_tests(path: Path) -> ModuleType:
-    """The tutorial's test module, under a name of its own (its folder is not a package here)."""
-    spec = importlib.util.spec_from_file_location("cachekit_tinynet_tutorial_tests", path)
-    assert spec is not None and spec.loader is not None
-    module = sys.modules[spec.name] = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-tutorial_tests = _load_tests(TUTORIAL / "tests" / "test_tinynet.py")
+tutorial_tests = load_module(TUTORIAL / "tests" / "test_tinynet.py", "cachekit_tinynet_tutorial_tests")
 
 
 @pytest.fixture(autouse=True)
