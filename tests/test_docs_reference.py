@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 import cachekit
-from cachekit.config import CacheConfig, DeclaredRegion, config_schema
+from cachekit.config import CacheConfig, DeclaredRegion, config_schema, load_config
 from cachekit.policies import NonUniformPolicy, UniformPolicy, policy_kinds
 from tests.docs_support import DOCS, ROOT, load_module
 
@@ -149,3 +149,20 @@ def test_policies_page_states_the_schedules_the_code_computes() -> None:
     assert len(uniform) == len(nonuniform) == 17
     assert f"refreshes at {', '.join(map(str, uniform))}: 17 refreshes, 33 reuses" in page
     assert f"it refreshes at {', '.join(map(str, nonuniform))}: the same 17 refreshes" in page
+
+
+OWN_PAGES = [
+    name for name in PAGES if not name.startswith("models/") and name not in ("experiments.md", "benchmarks.md")
+]
+YAML_BLOCKS = [
+    pytest.param(block, id=f"{name}:{index}")
+    for name in OWN_PAGES
+    for index, block in enumerate(re.findall(r"^```yaml[^\n]*\n(.*?)^```", PAGES[name], flags=re.MULTILINE | re.DOTALL))
+    if "--8<--" not in block
+]
+
+
+@pytest.mark.parametrize("block", YAML_BLOCKS)
+def test_yaml_examples_in_the_pages_are_valid_configs(block: str) -> None:
+    """Every config shown inline validates as a CacheConfig (included files are run elsewhere)."""
+    assert isinstance(load_config(yaml.safe_load(block)), CacheConfig)
