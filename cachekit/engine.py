@@ -21,7 +21,8 @@ from cachekit.errors import AlreadyEnabledError
 from cachekit.modules import get_submodule
 from cachekit.patching import MethodPatch
 from cachekit.policies.base import Policy
-from cachekit.probes import Probe, get_probe, relative_l1
+from cachekit.metrics import relative_l1
+from cachekit.probes import Probe, get_probe
 from cachekit.region import Region
 from cachekit.state import CacheStats, ContextState, RegionState, RegionStats
 
@@ -102,8 +103,8 @@ class RegionRunner:
         """Forward of the region's module at ``path``."""
         region = self.region
         is_entry, is_exit = path == region.entry, path == region.exit
-        stores_output = region.mode == "output" and (is_exit or region.inner == "replay")
-        replays = region.inner == "replay"
+        replays = region.inner == "replay" and not is_exit
+        stores_output = replays or (is_exit and region.mode == "output")
         io = region.io
 
         def forward(*args: Any, **kwargs: Any) -> Any:

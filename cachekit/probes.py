@@ -76,9 +76,3 @@ def get_probe(name: str) -> Probe:
     if name not in names:
         raise ConfigError(f"unknown probe {name!r}{did_you_mean(name, names)}; known: {listing(names)}")
     return _PROBES[name]
-
-
-def relative_l1(current: torch.Tensor, previous: torch.Tensor) -> float:
-    """``mean|current - previous| / mean|previous|`` as a Python float (0 when both are 0)."""
-    change = (current - previous).abs().mean()
-    return float(change / previous.abs().mean().clamp_min(torch.finfo(previous.dtype).tiny))

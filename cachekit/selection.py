@@ -92,12 +92,11 @@ def select_regions(pm: pluggy.PluginManager, denoiser: Denoiser, config: CacheCo
 
 
 def _check_disjoint(regions: list[Region]) -> None:
-    owner: dict[str, str] = {}
-    for region in regions:
-        for path in region.modules:
-            if path in owner:
-                raise ConfigError(
-                    f"regions {owner[path]!r} and {region.name!r} both contain module {path!r}; "
-                    "selected regions must not overlap"
-                )
-            owner[path] = region.name
+    """No module may belong to two regions, nor sit inside a module of another region."""
+    owners = sorted((path, region.name) for region in regions for path in region.modules)
+    for (path, owner), (other_path, other_owner) in zip(owners, owners[1:]):
+        if other_path == path or other_path.startswith(path + "."):
+            raise ConfigError(
+                f"regions {owner!r} and {other_owner!r} overlap: {other_path!r} "
+                f"{'is' if other_path == path else 'is inside'} {path!r}; selected regions must not overlap"
+            )

@@ -51,6 +51,17 @@ def test_reuse_computes_exactly_the_hand_composed_reference(mode):
     torch.testing.assert_close(cached_output, run_by_hand(model, {1, 3}, mode), rtol=0, atol=1e-6)
 
 
+def test_residual_region_with_replayed_inner_modules():
+    model = tiny_transformer()
+    config = {
+        "declare": [{"name": "m", "entry": "blocks.1", "exit": "blocks.4", "mode": "residual", "inner": "replay"}],
+        "policy": {"kind": "uniform", "interval": 2},
+    }
+    with cachekit.cached(model, config):
+        cached_output = run(model)
+    torch.testing.assert_close(cached_output, run_by_hand(model, {1, 3}, "residual"), rtol=0, atol=1e-6)
+
+
 def test_hit_map_and_stats():
     model = tiny_transformer()
     with cachekit.cached(model, {**MIDDLE, "policy": {"kind": "uniform", "interval": 2}}) as handle:
