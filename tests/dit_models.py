@@ -37,7 +37,7 @@ def tiny_dit(num_layers: int = 4) -> nn.Module:
     return seeded(
         lambda: DiTTransformer2DModel(
             num_attention_heads=HEADS, attention_head_dim=HEAD_DIM, in_channels=4, out_channels=8,
-            num_layers=num_layers, sample_size=8, patch_size=2, num_embeds_ada_norm=10,
+            num_layers=num_layers, sample_size=8, patch_size=2, num_embeds_ada_norm=1000,
         )
     )
 
@@ -273,3 +273,163 @@ def timm_dit(depth: int = 4, layers: SimpleNamespace = LOCAL_LAYERS, seed: int =
     torch.manual_seed(seed)
     return DiT(depth=depth, layers=layers).eval()
 
+
+
+# --- pipelines (text encoders bypassed with prompt embeddings) ---------------------------------
+
+
+def tiny_vae() -> nn.Module:
+    """A two-level ``AutoencoderKL`` (latents at half the image size, 4 channels)."""
+    from diffusers import AutoencoderKL
+
+    return seeded(
+        lambda: AutoencoderKL(
+            block_out_channels=(8, 8), layers_per_block=1, latent_channels=4, norm_num_groups=4,
+            down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
+        )
+    )
+
+
+def tiny_dc_vae() -> nn.Module:
+    """A three-level ``AutoencoderDC`` (Sana's; latents at a quarter of the image size)."""
+    from diffusers import AutoencoderDC
+
+    levels = 3
+    return seeded(
+        lambda: AutoencoderDC(
+            in_channels=3, latent_channels=4, encoder_block_out_channels=(8,) * levels,
+            decoder_block_out_channels=(8,) * levels, encoder_layers_per_block=(1,) * levels,
+            decoder_layers_per_block=(1,) * levels, encoder_block_types="ResBlock", decoder_block_types="ResBlock",
+            encoder_qkv_multiscales=((),) * levels, decoder_qkv_multiscales=((),) * levels,
+            decoder_norm_types="rms_norm", decoder_act_fns="silu",
+        )
+    )
+
+
+def _text(seed: int, tokens: int = 8, width: int = 24) -> dict[str, torch.Tensor]:
+    generator = torch.Generator().manual_seed(seed)
+    return {"embeds": torch.randn(1, tokens, width, generator=generator), "mask": torch.ones(1, tokens)}
+
+
+def _masked_prompts() -> dict[str, Any]:
+    """PixArt's and Sana's prompt inputs: embeddings and masks, a zero negative prompt."""
+    positive, negative = _text(1), _text(2)
+    return {
+        "negative_prompt": None,
+        "prompt_embeds": positive["embeds"],
+        "prompt_attention_mask": positive["mask"],
+        "negative_prompt_embeds": torch.zeros_like(negative["embeds"]),
+        "negative_prompt_attention_mask": negative["mask"],
+        "use_resolution_binning": False,
+    }
+
+
+def _pooled_prompts(negative: bool) -> dict[str, Any]:
+    """SD3's and Flux's prompt inputs: token and pooled embeddings (and a negative pair)."""
+    generator = torch.Generator().manual_seed(1)
+    kwargs = {"prompt_embeds": torch.randn(1, 8, 24, generator=generator), "pooled_prompt_embeds": torch.randn(1, 12, generator=generator)}
+    if negative:
+        kwargs["negative_prompt_embeds"] = torch.randn(1, 8, 24, generator=generator)
+        kwargs["negative_pooled_prompt_embeds"] = torch.randn(1, 12, generator=generator)
+    return kwargs
+
+
+def dit_pipeline() -> tuple[Any, dict[str, Any]]:
+    """DiT with batched CFG over class labels, and the keyword arguments of a call."""
+    from diffusers import DiTPipeline, DPMSolverMultistepScheduler
+
+    pipe = DiTPipeline(transformer=tiny_dit(), vae=tiny_vae(), scheduler=DPMSolverMultistepScheduler())
+    return pipe, {"class_labels": [3], "guidance_scale": 4.0, "output_type": "np"}
+
+
+def pixart_pipeline() -> tuple[Any, dict[str, Any]]:
+    """PixArt-α with batched CFG."""
+    from diffusers import DPMSolverMultistepScheduler, PixArtAlphaPipeline
+
+    pipe = PixArtAlphaPipeline(
+        tokenizer=None, text_encoder=None, vae=tiny_vae(), transformer=tiny_pixart(), scheduler=DPMSolverMultistepScheduler()
+    )
+    return pipe, {**_masked_prompts(), "guidance_scale": 4.5, "height": 16, "width": 16, "output_type": "latent"}
+
+
+def sd3_pipeline() -> tuple[Any, dict[str, Any]]:
+    """Stable Diffusion 3 with batched CFG."""
+    from diffusers import FlowMatchEulerDiscreteScheduler, StableDiffusion3Pipeline
+
+    encoders = {f"{kind}{suffix}": None for kind in ("text_encoder", "tokenizer") for suffix in ("", "_2", "_3")}
+    pipe = StableDiffusion3Pipeline(transformer=tiny_sd3(), scheduler=FlowMatchEulerDiscreteScheduler(), vae=tiny_vae(), **encoders)
+    return pipe, {**_pooled_prompts(negative=True), "guidance_scale": 5.0, "height": 16, "width": 16, "output_type": "latent"}
+
+
+def flux_pipeline(true_cfg: bool = False) -> tuple[Any, dict[str, Any]]:
+    """Flux with embedded guidance (one call per step), or with true CFG (two calls per step)."""
+    from diffusers import FlowMatchEulerDiscreteScheduler, FluxPipeline
+
+    encoders = {f"{kind}{suffix}": None for kind in ("text_encoder", "tokenizer") for suffix in ("", "_2")}
+    pipe = FluxPipeline(
+        transformer=tiny_flux(guidance_embeds=True), scheduler=FlowMatchEulerDiscreteScheduler(), vae=tiny_vae(), **encoders
+    )
+    kwargs = {**_pooled_prompts(negative=true_cfg), "guidance_scale": 3.5, "height": 16, "width": 16, "output_type": "latent"}
+    if true_cfg:
+        kwargs["true_cfg_scale"] = 4.0
+    return pipe, kwargs
+
+
+def sana_pipeline() -> tuple[Any, dict[str, Any]]:
+    """Sana with batched CFG."""
+    from diffusers import FlowMatchEulerDiscreteScheduler, SanaPipeline
+
+    pipe = SanaPipeline(
+        tokenizer=None, text_encoder=None, vae=tiny_dc_vae(), transformer=tiny_sana(), scheduler=FlowMatchEulerDiscreteScheduler()
+    )
+    return pipe, {**_masked_prompts(), "guidance_scale": 4.5, "height": 32, "width": 32, "output_type": "latent"}
+
+
+PIPELINES: dict[str, Callable[[], tuple[Any, dict[str, Any]]]] = {
+    "dit": dit_pipeline,
+    "pixart": pixart_pipeline,
+    "sd3": sd3_pipeline,
+    "flux": flux_pipeline,
+    "flux-true-cfg": lambda: flux_pipeline(true_cfg=True),
+    "sana": sana_pipeline,
+}
+"""Each pipeline case: a builder returning the pipeline and the keyword arguments of a call."""
+
+
+def run_pipeline(pipe: Any, kwargs: dict[str, Any], steps: int, seed: int = 0) -> torch.Tensor:
+    """One seeded generation of ``steps`` steps; its final latents.
+
+    A pipeline that always decodes (DiT) has its latents read at the VAE decoder's entry.
+    """
+    pipe.set_progress_bar_config(disable=True)
+    generator = torch.Generator().manual_seed(seed)
+    if kwargs.get("output_type") == "latent":
+        return pipe(**kwargs, num_inference_steps=steps, generator=generator).images
+    decoded: list[torch.Tensor] = []
+    hook = pipe.vae.post_quant_conv.register_forward_pre_hook(lambda module, args: decoded.append(args[0]))
+    try:
+        pipe(**kwargs, num_inference_steps=steps, generator=generator)
+    finally:
+        hook.remove()
+    return decoded[-1]
+
+
+def smooth_time(model: nn.Module, keep: float = 1 / 3) -> nn.Module:
+    """Make adjacent denoising steps differ as little as in a trained model: drop the fast
+    frequencies of every sinusoidal timestep embedding.
+
+    Random weights mix every frequency of the embedding, and the fast ones decorrelate two
+    steps 100 timesteps apart completely, which a trained model does not do. The first
+    linear layer of each ``TimestepEmbedding`` / ``TimestepEmbedder`` keeps the columns of
+    the slowest ``keep`` share of frequencies and zeroes the rest (both halves, sine and cosine).
+    """
+    for module in model.modules():
+        if type(module).__name__ not in ("TimestepEmbedding", "TimestepEmbedder"):
+            continue
+        linear = next(child for child in module.modules() if isinstance(child, nn.Linear))
+        half = linear.in_features // 2
+        fast = round(half * (1 - keep))
+        with torch.no_grad():
+            linear.weight[:, :fast] = 0
+            linear.weight[:, half : half + fast] = 0
+    return model
