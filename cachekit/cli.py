@@ -108,6 +108,16 @@ def schema_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_command(args: argparse.Namespace) -> int:
+    """Run an experiment config (``demo``: the default one); print the table and where files are."""
+    from cachekit.experiments import DEMO_EXPERIMENT, run_experiment
+
+    config = DEMO_EXPERIMENT if args.config is None else args.config
+    results = run_experiment(config, args.out, fresh=args.fresh, progress=not args.quiet)
+    print(_table(*results.table()) + "\n\n" + results.where())
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``cachekit`` command."""
     parser = argparse.ArgumentParser(prog="cachekit", description="Training-free feature caching for diffusion models.")
@@ -125,6 +135,14 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.add_argument("--config", help="a cache config file (to include declared regions)")
     inspect.add_argument("--inputs", help="package.module:factory returning (args, kwargs) of one forward call")
     add("schema", schema_command, "print the JSON schema of the cache config")
+    run = add("run", run_command, "run an experiment config: baseline and each policy, results and plots")
+    run.add_argument("config", help="experiment config file (.yaml, .toml or .json)")
+    demo = add("demo", run_command, "run the default experiment on the shipped digits model (offline)")
+    demo.set_defaults(config=None)
+    for command, default in ((run, None), (demo, "cachekit-demo")):
+        command.add_argument("--out", default=default, help="output folder (run: default from the config)")
+        command.add_argument("--fresh", action="store_true", help="rerun every setting, ignoring earlier results")
+        command.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
 
 

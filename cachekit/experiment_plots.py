@@ -42,11 +42,17 @@ def image_grid(images: torch.Tensor, columns: int | None = None) -> np.ndarray:
     return grid.permute(1, 2, 0).numpy()
 
 
-def save_grid(images: torch.Tensor, path: Path) -> None:
-    """Save a grid of images as PNG (greyscale for one channel); other shapes are skipped."""
+def save_grid(images: torch.Tensor, path: Path, min_side: int = 64) -> None:
+    """Save a grid of images as PNG (greyscale for one channel); other shapes are skipped.
+
+    Images smaller than ``min_side`` pixels are enlarged by an integer factor (nearest
+    neighbour) so that small samples stay visible.
+    """
     if images.dim() != 4 or images.shape[1] not in (1, 3):
         return
     path.parent.mkdir(parents=True, exist_ok=True)
+    scale = max(1, min_side // max(images.shape[-2:]))
+    images = images.repeat_interleave(scale, dim=-2).repeat_interleave(scale, dim=-1)
     grid = image_grid(images)
     plt = _pyplot()
     if grid.shape[-1] == 1:

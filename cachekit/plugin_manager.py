@@ -24,6 +24,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "cachekit_diffusers",
     "cachekit_dit",
     "cachekit_unet",
+    "cachekit_digits",
 )
 """Modules registered as plugins by every plugin manager, by import name."""
 
