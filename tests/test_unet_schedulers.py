@@ -17,7 +17,7 @@ import pytest
 import torch
 
 import cachekit
-from tests.unet_models import one_thread, prompt_embeds, sd_pipeline  # noqa: F401
+from tests.unet_models import deep_calls, one_thread, prompt_embeds, sd_pipeline  # noqa: F401
 
 STEPS = 10
 INTERVAL = 3
@@ -46,22 +46,6 @@ def calls_of(steps: list[int], calls_per_step: list[int]) -> list[int]:
     return [starts[step] + call for step in steps for call in range(calls_per_step[step])]
 
 
-def deep_calls(unet: torch.nn.Module, run: Callable[[], Any]) -> list[int]:
-    """Indices of the UNet calls during ``run()`` in which the mid block computed."""
-    calls: list[int] = []
-    ran: list[int] = []
-    hooks = [
-        unet.register_forward_pre_hook(lambda *_: calls.append(len(calls))),
-        unet.mid_block.resnets[0].conv1.register_forward_pre_hook(lambda *_: ran.append(calls[-1])),
-    ]
-    try:
-        run()
-    finally:
-        for hook in hooks:
-            hook.remove()
-    return sorted(set(ran))
-
-
 @contextmanager
 def deepcache(pipe: Any, interval: int = INTERVAL, branch: int = 0) -> Iterator[None]:
     """DeepCache's helper enabled on ``pipe`` for a ``with`` block."""
@@ -86,12 +70,12 @@ def generate(pipe: Any, seed: int = 0, **kwargs: Any) -> torch.Tensor:
 def test_refresh_steps_follow_the_scheduler_where_deepcache_shifts_them(scheduler_name: str) -> None:
     pipe = sd_pipeline(scheduler_name=scheduler_name)
     with cachekit.cached(pipe, UNIFORM) as handle:
-        ours = deep_calls(pipe.unet, lambda: generate(pipe))
+        ours, _ = deep_calls(pipe.unet, lambda: generate(pipe))
     assert handle.stats.refresh_steps("branch0") == CACHEKIT_REFRESH_STEPS
     assert ours == calls_of(CACHEKIT_REFRESH_STEPS, CALLS_PER_STEP[scheduler_name])
     pytest.importorskip("DeepCache")
     with deepcache(pipe):
-        theirs = deep_calls(pipe.unet, lambda: generate(pipe))
+        theirs, _ = deep_calls(pipe.unet, lambda: generate(pipe))
     assert theirs == DEEPCACHE_REFRESH_CALLS[scheduler_name]
     assert (theirs == ours) == (scheduler_name == "DDIMScheduler")
 
@@ -102,7 +86,7 @@ def test_img2img_partial_schedule_counts_its_own_steps() -> None:
     image = torch.rand(1, 3, 8, 8, generator=torch.Generator().manual_seed(5))
     policy = cachekit.NonUniformPolicy(interval=2, center=1)
     with cachekit.cached(pipe, policy) as handle:
-        deep = deep_calls(pipe.unet, lambda: generate(pipe, image=image, strength=0.6))
+        deep, _ = deep_calls(pipe.unet, lambda: generate(pipe, image=image, strength=0.6))
     assert policy.refresh_steps(6) != [step for step in policy.refresh_steps(STEPS) if step < 6]
     assert handle.stats.refresh_steps("branch0") == policy.refresh_steps(6)
     assert deep == policy.refresh_steps(6)

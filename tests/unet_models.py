@@ -6,7 +6,7 @@ model in eval mode. Widths are multiples of the group-norm groups; latents are 8
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -44,14 +44,15 @@ def sd15_unet(
     )
 
 
-def tiny_sd_unet(seed: int = 0) -> nn.Module:
-    """The smallest SD-layout UNet (8x8 latent, widths 8/16/16/16) for fast conformance runs."""
+def tiny_sd_unet(in_channels: int = 4, seed: int = 0) -> nn.Module:
+    """The smallest SD-layout UNet (8x8 latent, widths 8/16/16/16); 9 input channels for inpainting."""
     from diffusers import UNet2DConditionModel
 
     return _seeded(
         UNet2DConditionModel,
         seed,
         sample_size=8,
+        in_channels=in_channels,
         block_out_channels=(8, 16, 16, 16),
         down_block_types=SD15_DOWN,
         up_block_types=SD15_UP,
@@ -247,12 +248,22 @@ def tiny_vae(seed: int = 0) -> nn.Module:
     )
 
 
-def sd_pipeline(unet: nn.Module | None = None, scheduler_name: str = "DDIMScheduler", kind: str = "") -> Any:
-    """A Stable Diffusion pipeline (``kind``: "", "Img2Img" or "Inpaint") with no text encoder:
-    call it with :func:`prompt_embeds`."""
+def _pipeline(class_name: str, **components: Any) -> Any:
+    """A diffusers pipeline by class name, progress bar off."""
     import diffusers
 
-    pipe = getattr(diffusers, f"StableDiffusion{kind}Pipeline")(
+    pipe = getattr(diffusers, class_name)(**components)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def sd_pipeline(
+    unet: nn.Module | None = None, scheduler_name: str = "DDIMScheduler", kind: str = "", **components: Any
+) -> Any:
+    """A Stable Diffusion pipeline (``kind``: "", "Img2Img", "Inpaint", "ControlNet") with no
+    text encoder: call it with :func:`prompt_embeds`."""
+    return _pipeline(
+        f"StableDiffusion{kind}Pipeline",
         vae=tiny_vae(),
         text_encoder=None,
         tokenizer=None,
@@ -261,9 +272,114 @@ def sd_pipeline(unet: nn.Module | None = None, scheduler_name: str = "DDIMSchedu
         safety_checker=None,
         feature_extractor=None,
         requires_safety_checker=False,
+        **components,
     )
-    pipe.set_progress_bar_config(disable=True)
-    return pipe
+
+
+def tiny_controlnet(seed: int = 1) -> nn.Module:
+    """A ``ControlNetModel`` matching :func:`tiny_sd_unet`'s skips, from an 8x8 control image.
+
+    ControlNet's output convolutions start at zero (its residuals would all be 0); here they
+    are drawn at random so that every residual it adds is felt.
+    """
+    from diffusers import ControlNetModel
+
+    controlnet = _seeded(
+        ControlNetModel,
+        seed,
+        block_out_channels=(8, 16, 16, 16),
+        down_block_types=SD15_DOWN,
+        layers_per_block=2,
+        cross_attention_dim=8,
+        attention_head_dim=4,
+        norm_num_groups=4,
+        conditioning_embedding_out_channels=(8,),
+    )
+    zero_initialised = ("controlnet_down_blocks", "controlnet_mid_block", "controlnet_cond_embedding.conv_out")
+    with torch.no_grad():
+        for name, parameter in controlnet.named_parameters():
+            if name.startswith(zero_initialised):
+                parameter.normal_(0.0, 0.3)
+    return controlnet
+
+
+def sdxl_pipeline() -> Any:
+    """An SDXL pipeline (Euler) around :func:`tiny_sdxl_unet`; call it with :func:`sdxl_embeds`."""
+    return _pipeline(
+        "StableDiffusionXLPipeline",
+        vae=tiny_vae(),
+        text_encoder=None,
+        text_encoder_2=None,
+        tokenizer=None,
+        tokenizer_2=None,
+        unet=tiny_sdxl_unet(),
+        scheduler=scheduler("EulerDiscreteScheduler"),
+    )
+
+
+def sdxl_embeds(seed: int = 0) -> dict[str, torch.Tensor]:
+    """Prompt and pooled embeddings (both CFG branches) standing in for SDXL's two text encoders."""
+    generator = torch.Generator().manual_seed(seed + 100)
+    pooled = {name: torch.randn(1, 8, generator=generator) for name in ("", "negative_")}
+    return {
+        **prompt_embeds(16, seed),
+        "pooled_prompt_embeds": pooled[""],
+        "negative_pooled_prompt_embeds": pooled["negative_"],
+    }
+
+
+def unet2d_pipeline(kind: str = "DDPM") -> Any:
+    """A ``DDPMPipeline`` or ``DDIMPipeline`` around :func:`tiny_unet2d`."""
+    import diffusers
+
+    return _pipeline(f"{kind}Pipeline", unet=tiny_unet2d(), scheduler=getattr(diffusers, f"{kind}Scheduler")())
+
+
+def svd_pipeline() -> Any:
+    """Stable Video Diffusion around :func:`tiny_svd_unet` with a tiny CLIP image encoder."""
+    import transformers
+    from diffusers import AutoencoderKLTemporalDecoder, EulerDiscreteScheduler
+
+    vae = _seeded(
+        AutoencoderKLTemporalDecoder,
+        0,
+        block_out_channels=(32,),
+        down_block_types=("DownEncoderBlock2D",),
+        latent_channels=4,
+        layers_per_block=1,
+    )
+    vision = transformers.CLIPVisionConfig(
+        hidden_size=16,
+        intermediate_size=32,
+        projection_dim=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        image_size=8,
+        patch_size=4,
+    )
+    return _pipeline(
+        "StableVideoDiffusionPipeline",
+        vae=vae,
+        image_encoder=_seeded(transformers.CLIPVisionModelWithProjection, 0, config=vision),
+        unet=tiny_svd_unet(),
+        scheduler=EulerDiscreteScheduler(),
+        feature_extractor=transformers.CLIPImageProcessor(),
+    )
+
+
+def video_pipeline(class_name: str) -> Any:
+    """``TextToVideoSDPipeline`` around :func:`tiny_unet3d` or ``AnimateDiffPipeline`` around
+    :func:`tiny_motion_unet`; call them with :func:`prompt_embeds`."""
+    animatediff = class_name == "AnimateDiffPipeline"
+    return _pipeline(
+        class_name,
+        vae=tiny_vae(),
+        text_encoder=None,
+        tokenizer=None,
+        unet=tiny_motion_unet() if animatediff else tiny_unet3d(),
+        scheduler=scheduler(),
+        **({"motion_adapter": None} if animatediff else {}),
+    )
 
 
 def prompt_embeds(width: int, seed: int = 0, tokens: int = 77) -> dict[str, torch.Tensor]:
@@ -273,3 +389,25 @@ def prompt_embeds(width: int, seed: int = 0, tokens: int = 77) -> dict[str, torc
         "prompt_embeds": torch.randn(1, tokens, width, generator=generator),
         "negative_prompt_embeds": torch.randn(1, tokens, width, generator=generator),
     }
+
+
+def deep_calls(unet: nn.Module, run: Callable[[], Any]) -> tuple[list[int], Any]:
+    """Indices of the UNet calls during ``run()`` in which the mid block computed, and what
+    ``run()`` returned.
+
+    Watches the mid block's first leaf module: a pre-hook on the mid block itself would fire
+    on reuse steps too, since caching replaces ``forward``, not ``__call__``.
+    """
+    leaf = next(module for module in unet.mid_block.modules() if not any(module.children()))
+    calls: list[int] = []
+    ran: list[int] = []
+    hooks = [
+        unet.register_forward_pre_hook(lambda *_: calls.append(len(calls))),
+        leaf.register_forward_pre_hook(lambda *_: ran.append(calls[-1])),
+    ]
+    try:
+        result = run()
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return sorted(set(ran)), result
