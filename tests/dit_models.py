@@ -433,3 +433,16 @@ def smooth_time(model: nn.Module, keep: float = 1 / 3) -> nn.Module:
             linear.weight[:, :fast] = 0
             linear.weight[:, half : half + fast] = 0
     return model
+
+
+@torch.no_grad()
+def denoise(
+    model: nn.Module, kwargs: dict[str, Any], steps: int = 6, sample_key: str = "hidden_states", timestep_key: str = "timestep"
+) -> torch.Tensor:
+    """A bare denoising loop: timesteps 1000 down to 0 (one per sample), sample updated from the output."""
+    sample = kwargs[sample_key]
+    for timestep in torch.linspace(1000, 0, steps):
+        output = model(**{**kwargs, sample_key: sample, timestep_key: timestep.expand(sample.shape[0])})
+        output = output if isinstance(output, torch.Tensor) else output[0]
+        sample = sample - 0.1 * output[:, : sample.shape[1]]
+    return sample
