@@ -22,6 +22,7 @@ AUTOLOAD_OFF_VARIABLE = "CACHEKIT_DISABLE_PLUGIN_AUTOLOAD"
 
 DEFAULT_PLUGINS: tuple[str, ...] = (
     "cachekit_diffusers",
+    "cachekit_av",
     "cachekit_dit",
     "cachekit_unet",
     "cachekit_digits",
