@@ -170,7 +170,7 @@ def branch_regions(layout: UNetLayout) -> list[Region]:
         modules = layout.branch_modules(k)
         if not modules:
             continue
-        source = layout.down[k - 1].modules[-1] if k else "the input convolution"
+        source = f"output of {layout.down[k - 1].modules[-1]}" if k else "output of the stem, conv_in"
         regions.append(
             Region(
                 name=f"branch{k}",
@@ -178,7 +178,7 @@ def branch_regions(layout: UNetLayout) -> list[Region]:
                 mode="output",
                 inner="replay",
                 io=BRANCH_IO,
-                description=f"everything deeper than skip {k} (from {source})",
+                description=f"everything deeper than skip {k} ({source})",
             )
         )
     return regions
