@@ -170,7 +170,7 @@ def branch_regions(layout: UNetLayout) -> list[Region]:
         modules = layout.branch_modules(k)
         if not modules:
             continue
-        source = f"output of {layout.down[k - 1].modules[-1]}" if k else "output of the stem, conv_in"
+        source = f"output of {layout.down[k - 1].modules[-1]}" if k else "the stem's output"
         regions.append(
             Region(
                 name=f"branch{k}",
