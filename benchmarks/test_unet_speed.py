@@ -1,0 +1,175 @@
+"""Speed of DeepCache's branch caching on an SD 1.5 UNet: cachekit, DeepCache, diffusers' PAB.
+
+Run: ``pytest benchmarks/test_unet_speed.py --benchmark-enable -s``. A Stable Diffusion
+pipeline with the SD 1.5 block layout (random weights, no text encoder: prompt embeddings
+are passed in) runs DDIM with batched CFG; every setting is timed side by side in one process
+(interleaved rounds) on the same seed, and printed with its refresh count, the share of the
+UNet's FLOPs it still computes, the ceiling ``1 / share`` and its fidelity to the uncached
+latents.
+
+The default layout has reduced widths (64/128/256/256, 32x32 latent, 50 steps) so that it
+runs on a laptop CPU in minutes. Environment variables select others:
+
+* ``CACHEKIT_UNET_BENCH_WIDTHS=full``: SD 1.5's widths (320/640/1280/1280);
+* ``CACHEKIT_UNET_BENCH_LATENT`` (default 32) and ``CACHEKIT_UNET_BENCH_STEPS`` (default 50).
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import torch
+from cachekit_unet import cachekit_regions
+from cachekit_unet.inputs import example_inputs
+
+import cachekit
+from benchmarks.sidebyside import interleaved_medians
+from cachekit.metrics import psnr, region_flop_shares, relative_l1
+from tests.unet_models import SD15_WIDTHS, prompt_embeds, sd15_unet, sd_pipeline
+
+WIDTHS = SD15_WIDTHS if os.environ.get("CACHEKIT_UNET_BENCH_WIDTHS") == "full" else (64, 128, 256, 256)
+LATENT = int(os.environ.get("CACHEKIT_UNET_BENCH_LATENT", "32"))
+STEPS = int(os.environ.get("CACHEKIT_UNET_BENCH_STEPS", "50"))
+CONTEXT = 768
+INTERVALS = (3, 5)
+
+
+def _pipeline() -> Any:
+    return sd_pipeline(sd15_unet(WIDTHS, cross_attention_dim=CONTEXT, sample_size=LATENT))
+
+
+def _generate(pipe: Any) -> torch.Tensor:
+    return pipe(
+        **prompt_embeds(CONTEXT),
+        num_inference_steps=STEPS,
+        guidance_scale=7.5,
+        output_type="latent",
+        generator=torch.Generator().manual_seed(0),
+    ).images
+
+
+def _branch0_share(pipe: Any) -> float:
+    """Branch 0's share of one UNet forward's FLOPs (batch 2: the CFG batch)."""
+    branch0 = cachekit_regions(pipe.unet)[0]
+    args, kwargs = example_inputs(pipe.unet, batch_size=2)
+    return region_flop_shares(pipe.unet, [branch0], args, kwargs)["branch0"]
+
+
+def _cachekit(pipe: Any, interval: int) -> Callable[[], torch.Tensor]:
+    def run() -> torch.Tensor:
+        with cachekit.cached(pipe, {"policy": {"kind": "uniform", "interval": interval}, "regions": ["branch0"]}):
+            return _generate(pipe)
+
+    return run
+
+
+def _deepcache(pipe: Any, interval: int) -> Callable[[], torch.Tensor]:
+    from DeepCache import DeepCacheSDHelper
+
+    def run() -> torch.Tensor:
+        helper = DeepCacheSDHelper(pipe=pipe)
+        helper.set_params(cache_interval=interval, cache_branch_id=0)
+        helper.enable()
+        try:
+            return _generate(pipe)
+        finally:
+            helper.disable()
+
+    return run
+
+
+def _pyramid_attention_broadcast(pipe: Any) -> Callable[[], torch.Tensor]:
+    """diffusers' PAB hook on a copy of the UNet (spatial every 2 steps, cross every 6, the
+    paper's ranges) in a pipeline sharing every other component."""
+    from diffusers import PyramidAttentionBroadcastConfig, apply_pyramid_attention_broadcast
+
+    unet = copy.deepcopy(pipe.unet)
+    current: dict[str, int] = {}
+    unet.register_forward_pre_hook(lambda _module, args: current.update(t=int(args[1])))
+    config = PyramidAttentionBroadcastConfig(
+        spatial_attention_block_skip_range=2,
+        cross_attention_block_skip_range=6,
+        current_timestep_callback=lambda: current["t"],
+    )
+    apply_pyramid_attention_broadcast(unet, config)
+    pab_pipe = type(pipe)(**{**pipe.components, "unet": unet}, requires_safety_checker=False)
+    pab_pipe.set_progress_bar_config(disable=True)
+    return lambda: _generate(pab_pipe)
+
+
+def _table(pipe: Any, candidates: dict[str, Callable[[], torch.Tensor]], refreshes: dict[str, int]) -> list[dict]:
+    """Time every candidate side by side; each row also holds the FLOP ceiling and fidelity."""
+    share = _branch0_share(pipe)
+    outputs = {name: run() for name, run in candidates.items()}  # also the warm-up round
+    medians = interleaved_medians(candidates, rounds=3, warmup=0)
+    rows = []
+    for name in candidates:
+        computed = 1 - share * (1 - refreshes[name] / STEPS) if name in refreshes else None
+        rows.append(
+            {
+                "setting": name,
+                "speedup": medians["none"] / medians[name],
+                "refreshes": refreshes.get(name),
+                "computed_share": computed,
+                "ceiling": 1 / computed if computed else None,
+                "psnr": psnr(outputs[name], outputs["none"]),
+                "relative_l1": relative_l1(outputs[name], outputs["none"]),
+            }
+        )
+    print(
+        f"\nSD 1.5 layout, widths {WIDTHS}, {LATENT}x{LATENT} latent, DDIM {STEPS} steps, CFG; "
+        f"branch 0 holds {100 * share:.1f}% of the UNet FLOPs"
+    )
+    headers = ("setting", "speedup", "ceiling", "of ceiling", "refreshes", "PSNR dB", "rel L1")
+    print("".join(f"{header:>12}" if index else f"{header:<22}" for index, header in enumerate(headers)))
+    for row in rows:
+        ceiling = row["ceiling"]
+        cells = (
+            f"{row['speedup']:.2f}x",
+            f"{ceiling:.2f}x" if ceiling else "-",
+            f"{100 * row['speedup'] / ceiling:.1f}%" if ceiling else "-",
+            "-" if row["refreshes"] is None else str(row["refreshes"]),
+            f"{row['psnr']:.1f}",
+            f"{row['relative_l1']:.4f}",
+        )
+        print(f"{row['setting']:<22}" + "".join(f"{cell:>12}" for cell in cells))
+    return rows
+
+
+def _refresh_count(interval: int) -> int:
+    return len(range(0, STEPS, interval))
+
+
+def test_unet_speed(benchmark: Any) -> None:
+    """No cache, cachekit at intervals 3 and 5 on branch 0, and diffusers' PAB on the same UNet."""
+    torch.manual_seed(0)
+    pipe = _pipeline()
+    candidates = {"none": lambda: _generate(pipe)}
+    refreshes = {"none": STEPS}
+    for interval in INTERVALS:
+        candidates[f"cachekit uniform {interval}"] = _cachekit(pipe, interval)
+        refreshes[f"cachekit uniform {interval}"] = _refresh_count(interval)
+    candidates["diffusers PAB"] = _pyramid_attention_broadcast(pipe)
+    rows = _table(pipe, candidates, refreshes)
+    benchmark.extra_info.update({row["setting"]: row for row in rows})
+    benchmark.pedantic(candidates[f"cachekit uniform {INTERVALS[0]}"], rounds=1, iterations=1)
+
+
+def test_unet_speed_against_deepcache(benchmark: Any) -> None:
+    """No cache, cachekit and DeepCache 0.1.1 side by side at intervals 3 and 5, branch 0."""
+    pytest.importorskip("DeepCache")
+    torch.manual_seed(0)
+    pipe = _pipeline()
+    candidates = {"none": lambda: _generate(pipe)}
+    refreshes = {"none": STEPS}
+    for interval in INTERVALS:
+        for tool, make in (("cachekit", _cachekit), ("DeepCache", _deepcache)):
+            candidates[f"{tool} uniform {interval}"] = make(pipe, interval)
+            refreshes[f"{tool} uniform {interval}"] = _refresh_count(interval)
+    rows = _table(pipe, candidates, refreshes)
+    benchmark.extra_info.update({row["setting"]: row for row in rows})
+    benchmark.pedantic(candidates[f"DeepCache uniform {INTERVALS[0]}"], rounds=1, iterations=1)
