@@ -130,7 +130,9 @@ class DenoisingClock:
             self.start_generation()
         self._signature = signature
         if self.fresh:
-            self.num_steps = self._steps_from_scheduler(timestep) or self.configured_num_steps
+            left = self._steps_from_scheduler(timestep)
+            # a later expert of a multi-denoiser pipeline first runs after `self.step` steps
+            self.num_steps = self.step + left if left else self.configured_num_steps
         elif self.scheduler is None:
             self._advance_without_scheduler(timestep)
         info = StepInfo(

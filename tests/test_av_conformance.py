@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
 from cachekit_av.inputs import example_kwargs
 from torch import nn
 
@@ -14,9 +13,6 @@ from tests import av_models, unet_models
 from tests.test_dit_conformance import DiTConformance
 from tests.test_unet_conformance import TestUNet2DModel as UNetConformance
 from tests.unet_models import one_thread  # noqa: F401  (autouse fixture)
-
-MOCHI_AUTOCAST = pytest.mark.filterwarnings("ignore:In CPU autocast:UserWarning")
-"""Mochi's rotary embedding asks for float32 autocast, which torch refuses with a warning on CPU."""
 
 
 class AVTransformerConformance(DiTConformance):
@@ -62,12 +58,12 @@ class TestHunyuanVideoAttention(TestHunyuanVideo):
     config = {"regions": ["spatial_attn"]}
 
 
-@MOCHI_AUTOCAST
+@av_models.MOCHI_AUTOCAST
 class TestMochi(AVTransformerConformance):
     build = staticmethod(av_models.tiny_mochi)
 
 
-@MOCHI_AUTOCAST
+@av_models.MOCHI_AUTOCAST
 class TestMochiAttention(TestMochi):
     config = {"regions": ["spatial_attn"]}
 
