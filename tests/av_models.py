@@ -30,120 +30,107 @@ def seeded(build: Callable[[], nn.Module], seed: int = 0) -> nn.Module:
 # --- video and audio transformers -----------------------------------------------------------
 
 
-def tiny_cogvideox(num_layers: int = 2) -> nn.Module:
-    from diffusers import CogVideoXTransformer3DModel
+def _build(class_name: str, defaults: dict[str, Any], config: dict[str, Any], seed: int = 0) -> nn.Module:
+    """``diffusers.<class_name>`` from ``defaults`` updated with ``config``, seeded, in eval mode."""
+    import diffusers
 
-    return seeded(
-        lambda: CogVideoXTransformer3DModel(
-            num_attention_heads=HEADS,
-            attention_head_dim=HEAD_DIM,
-            in_channels=4,
-            out_channels=4,
-            time_embed_dim=WIDTH,
-            text_embed_dim=TEXT_WIDTH,
-            num_layers=num_layers,
-            sample_width=4,
-            sample_height=4,
-            sample_frames=5,
-            patch_size=2,
-            temporal_compression_ratio=4,
-            max_text_seq_length=6,
-        )
-    )
+    return seeded(lambda: getattr(diffusers, class_name)(**{**defaults, **config}), seed)
 
 
-def tiny_wan(num_layers: int = 2, seed: int = 0) -> nn.Module:
-    from diffusers import WanTransformer3DModel
-
-    return seeded(
-        lambda: WanTransformer3DModel(
-            patch_size=(1, 2, 2),
-            num_attention_heads=HEADS,
-            attention_head_dim=HEAD_DIM,
-            in_channels=4,
-            out_channels=4,
-            text_dim=TEXT_WIDTH,
-            freq_dim=WIDTH,
-            ffn_dim=2 * WIDTH,
-            num_layers=num_layers,
-            rope_max_seq_len=32,
-        ),
-        seed,
-    )
+HEAD_CONFIG = {"num_attention_heads": HEADS, "attention_head_dim": HEAD_DIM}
+VIDEO_CHANNELS = {"in_channels": 4, "out_channels": 4}
 
 
-def tiny_ltx(num_layers: int = 2) -> nn.Module:
-    from diffusers import LTXVideoTransformer3DModel
-
-    return seeded(
-        lambda: LTXVideoTransformer3DModel(
-            in_channels=4,
-            out_channels=4,
-            num_attention_heads=HEADS,
-            attention_head_dim=HEAD_DIM,
-            cross_attention_dim=WIDTH,
-            num_layers=num_layers,
-            caption_channels=TEXT_WIDTH,
-        )
-    )
-
-
-def tiny_hunyuan_video(num_layers: int = 1, num_single_layers: int = 1) -> nn.Module:
-    from diffusers import HunyuanVideoTransformer3DModel
-
-    return seeded(
-        lambda: HunyuanVideoTransformer3DModel(
-            in_channels=4,
-            out_channels=4,
-            num_attention_heads=HEADS,
-            attention_head_dim=HEAD_DIM,
-            num_layers=num_layers,
-            num_single_layers=num_single_layers,
-            num_refiner_layers=1,
-            patch_size=2,
-            text_embed_dim=TEXT_WIDTH,
-            pooled_projection_dim=8,
-            rope_axes_dim=(2, 2, 4),
-        )
-    )
+def tiny_cogvideox(**config: Any) -> nn.Module:
+    """CogVideoX: attention over text and video tokens together; a 4x4 latent, 6 text tokens."""
+    defaults = {
+        **HEAD_CONFIG,
+        **VIDEO_CHANNELS,
+        "time_embed_dim": WIDTH,
+        "text_embed_dim": TEXT_WIDTH,
+        "num_layers": 2,
+        "sample_width": 4,
+        "sample_height": 4,
+        "sample_frames": 5,
+        "patch_size": 2,
+        "max_text_seq_length": 6,
+    }
+    return _build("CogVideoXTransformer3DModel", defaults, config)
 
 
-def tiny_mochi(num_layers: int = 2) -> nn.Module:
-    from diffusers import MochiTransformer3DModel
-
-    return seeded(
-        lambda: MochiTransformer3DModel(
-            patch_size=2,
-            num_attention_heads=HEADS,
-            attention_head_dim=HEAD_DIM,
-            num_layers=num_layers,
-            pooled_projection_dim=WIDTH,
-            in_channels=4,
-            text_embed_dim=TEXT_WIDTH,
-            time_embed_dim=4,
-            max_sequence_length=6,
-        )
-    )
+def tiny_wan(seed: int = 0, **config: Any) -> nn.Module:
+    """Wan: self-attention over the video, cross attention to the text, (1, 2, 2) patches."""
+    defaults = {
+        **HEAD_CONFIG,
+        **VIDEO_CHANNELS,
+        "patch_size": (1, 2, 2),
+        "text_dim": TEXT_WIDTH,
+        "freq_dim": WIDTH,
+        "ffn_dim": 2 * WIDTH,
+        "num_layers": 2,
+        "rope_max_seq_len": 32,
+    }
+    return _build("WanTransformer3DModel", defaults, config, seed)
 
 
-def tiny_stable_audio(num_layers: int = 2) -> nn.Module:
-    from diffusers import StableAudioDiTModel
+def tiny_ltx(**config: Any) -> nn.Module:
+    """LTX-Video: self-attention and cross attention on packed 1x1x1 patches."""
+    defaults = {
+        **HEAD_CONFIG,
+        **VIDEO_CHANNELS,
+        "cross_attention_dim": WIDTH,
+        "num_layers": 2,
+        "caption_channels": TEXT_WIDTH,
+    }
+    return _build("LTXVideoTransformer3DModel", defaults, config)
 
-    return seeded(
-        lambda: StableAudioDiTModel(
-            sample_size=8,
-            in_channels=4,
-            num_layers=num_layers,
-            attention_head_dim=HEAD_DIM,
-            num_attention_heads=HEADS,
-            num_key_value_attention_heads=1,
-            out_channels=4,
-            cross_attention_dim=WIDTH,
-            time_proj_dim=WIDTH,
-            global_states_input_dim=2 * WIDTH,
-            cross_attention_input_dim=WIDTH,
-        )
-    )
+
+def tiny_hunyuan_video(**config: Any) -> nn.Module:
+    """HunyuanVideo: one dual-stream and one single-stream block, a one-block text refiner."""
+    defaults = {
+        **HEAD_CONFIG,
+        **VIDEO_CHANNELS,
+        "num_layers": 1,
+        "num_single_layers": 1,
+        "num_refiner_layers": 1,
+        "patch_size": 2,
+        "text_embed_dim": TEXT_WIDTH,
+        "pooled_projection_dim": 8,
+        "rope_axes_dim": (2, 2, 4),
+    }
+    return _build("HunyuanVideoTransformer3DModel", defaults, config)
+
+
+def tiny_mochi(**config: Any) -> nn.Module:
+    """Mochi: attention over text and video tokens together (the last block's text stream ends)."""
+    defaults = {
+        **HEAD_CONFIG,
+        "patch_size": 2,
+        "num_layers": 2,
+        "pooled_projection_dim": WIDTH,
+        "in_channels": 4,
+        "text_embed_dim": TEXT_WIDTH,
+        "time_embed_dim": 4,
+        "max_sequence_length": 6,
+    }
+    return _build("MochiTransformer3DModel", defaults, config)
+
+
+def tiny_stable_audio(**config: Any) -> nn.Module:
+    """Stable Audio's DiT: an 8-long latent of 4 channels, grouped-query self-attention, cross attention."""
+    defaults = {
+        **HEAD_CONFIG,
+        "sample_size": 8,
+        "in_channels": 4,
+        "out_channels": 4,
+        "num_layers": 2,
+        "num_key_value_attention_heads": 1,
+        "cross_attention_dim": WIDTH,
+        "time_proj_dim": WIDTH,
+        "global_states_input_dim": 2 * WIDTH,
+        "cross_attention_input_dim": WIDTH,
+    }
+    return _build("StableAudioDiTModel", defaults, config)
 
 
 MOCHI_AUTOCAST = pytest.mark.filterwarnings("ignore:In CPU autocast:UserWarning")
@@ -184,54 +171,86 @@ def _flow_scheduler() -> Any:
     return UniPCMultistepScheduler(prediction_type="flow_prediction", use_flow_sigmas=True, flow_shift=3.0)
 
 
-def cogvideox_pipeline() -> tuple[Any, dict[str, Any]]:
+def _video(seed: int, height: int, width: int, num_frames: int, guidance_scale: float) -> dict[str, Any]:
+    """The keyword arguments of a seeded-prompt video call with latents out."""
+    size = {"height": height, "width": width, "num_frames": num_frames}
+    return {**_text(seed), **size, "guidance_scale": guidance_scale, "output_type": "latent"}
+
+
+def cogvideox_pipeline(transformer: nn.Module | None = None) -> tuple[Any, dict[str, Any]]:
     """CogVideoX with batched CFG; no VAE (latents out): 5 frames of 32x32 are 2 latent frames of 4x4."""
     from diffusers import CogVideoXDDIMScheduler, CogVideoXPipeline
 
     pipe = CogVideoXPipeline(
-        tokenizer=None, text_encoder=None, vae=None, transformer=tiny_cogvideox(), scheduler=CogVideoXDDIMScheduler()
+        tokenizer=None,
+        text_encoder=None,
+        vae=None,
+        transformer=transformer or tiny_cogvideox(),
+        scheduler=CogVideoXDDIMScheduler(),
     )
-    return pipe, {
-        **_text(1),
-        "height": 32,
-        "width": 32,
-        "num_frames": 5,
-        "guidance_scale": 6.0,
-        "output_type": "latent",
-    }
+    return pipe, _video(1, 32, 32, 5, guidance_scale=6.0)
 
 
-def wan_pipeline(two_experts: bool = False) -> tuple[Any, dict[str, Any]]:
+def wan_pipeline(two_experts: bool = False, transformer: nn.Module | None = None) -> tuple[Any, dict[str, Any]]:
     """Wan 2.1 (one transformer), or Wan 2.2 with a high-noise and a low-noise expert switching at
     timestep 600 (``boundary_ratio`` 0.6); CFG runs as two calls per step."""
     from diffusers import WanPipeline
 
     experts = {"transformer_2": tiny_wan(seed=1), "boundary_ratio": 0.6} if two_experts else {}
     pipe = WanPipeline(
-        tokenizer=None, text_encoder=None, vae=None, transformer=tiny_wan(), scheduler=_flow_scheduler(), **experts
+        tokenizer=None,
+        text_encoder=None,
+        vae=None,
+        transformer=transformer or tiny_wan(),
+        scheduler=_flow_scheduler(),
+        **experts,
     )
-    kwargs = {**_text(2), "height": 32, "width": 32, "num_frames": 5, "guidance_scale": 5.0, "output_type": "latent"}
-    if two_experts:
-        kwargs["guidance_scale_2"] = 3.0
-    return pipe, kwargs
+    kwargs = _video(2, 32, 32, 5, guidance_scale=5.0)
+    return pipe, {**kwargs, "guidance_scale_2": 3.0} if two_experts else kwargs
 
 
-def ltx_pipeline() -> tuple[Any, dict[str, Any]]:
+def ltx_pipeline(transformer: nn.Module | None = None) -> tuple[Any, dict[str, Any]]:
     """LTX-Video with batched CFG; no VAE: 9 frames of 64x64 are 2 latent frames of 2x2."""
     from diffusers import FlowMatchEulerDiscreteScheduler, LTXPipeline
 
     pipe = LTXPipeline(
-        tokenizer=None, text_encoder=None, vae=None, transformer=tiny_ltx(), scheduler=FlowMatchEulerDiscreteScheduler()
+        tokenizer=None,
+        text_encoder=None,
+        vae=None,
+        transformer=transformer or tiny_ltx(),
+        scheduler=FlowMatchEulerDiscreteScheduler(),
     )
-    return pipe, {
-        **_text(3),
-        **_masks(),
-        "height": 64,
-        "width": 64,
-        "num_frames": 9,
-        "guidance_scale": 3.0,
-        "output_type": "latent",
-    }
+    return pipe, {**_video(3, 64, 64, 9, guidance_scale=3.0), **_masks()}
+
+
+def hunyuan_video_pipeline(transformer: nn.Module | None = None) -> tuple[Any, dict[str, Any]]:
+    """HunyuanVideo with true CFG (two calls per step); no VAE: 5 frames of 32x32 are 2 latent frames of 4x4."""
+    from diffusers import FlowMatchEulerDiscreteScheduler, HunyuanVideoPipeline
+
+    encoders = {f"{kind}{suffix}": None for kind in ("text_encoder", "tokenizer") for suffix in ("", "_2")}
+    pipe = HunyuanVideoPipeline(
+        transformer=transformer or tiny_hunyuan_video(),
+        vae=None,
+        scheduler=FlowMatchEulerDiscreteScheduler(),
+        **encoders,
+    )
+    generator = torch.Generator().manual_seed(9)
+    pooled = {f"{kind}pooled_prompt_embeds": torch.randn(1, 8, generator=generator) for kind in ("", "negative_")}
+    return pipe, {**_video(5, 32, 32, 5, guidance_scale=1.0), **_masks(), **pooled, "true_cfg_scale": 4.0}
+
+
+def mochi_pipeline(transformer: nn.Module | None = None) -> tuple[Any, dict[str, Any]]:
+    """Mochi with batched CFG; no VAE: 7 frames of 32x32 are 2 latent frames of 4x4."""
+    from diffusers import FlowMatchEulerDiscreteScheduler, MochiPipeline
+
+    pipe = MochiPipeline(
+        scheduler=FlowMatchEulerDiscreteScheduler(),
+        vae=None,
+        text_encoder=None,
+        tokenizer=None,
+        transformer=transformer or tiny_mochi(),
+    )
+    return pipe, {**_video(6, 32, 32, 7, guidance_scale=4.5), **_masks()}
 
 
 def stable_audio_pipeline() -> tuple[Any, dict[str, Any]]:
@@ -391,6 +410,8 @@ PIPELINES: dict[str, Callable[[], tuple[Any, dict[str, Any]]]] = {
     "cogvideox": cogvideox_pipeline,
     "wan": wan_pipeline,
     "ltx": ltx_pipeline,
+    "hunyuan-video": hunyuan_video_pipeline,
+    "mochi": mochi_pipeline,
     "stable-audio": stable_audio_pipeline,
     "audioldm": audioldm_pipeline,
     "audioldm2": audioldm2_pipeline,

@@ -46,7 +46,7 @@ PIPELINES = {
     "animatediff": _video_unet(lambda: unet_models.video_pipeline("AnimateDiffPipeline"), unet_models.prompt_embeds(8)),
 }
 DEFAULT_REGIONS = {
-    **dict.fromkeys(("cogvideox", "wan", "ltx", "stable-audio"), "blocks[1:2]"),
+    **dict.fromkeys(("cogvideox", "wan", "ltx", "hunyuan-video", "mochi", "stable-audio"), "blocks[1:2]"),
     **dict.fromkeys(("audioldm", "musicldm", "audioldm2"), "branch0"),
 }
 """Default regions of the pipelines; the video UNets' (``branch0``) is tested end to end in
@@ -55,6 +55,8 @@ KINDS = {
     "cogvideox": ("spatial_attn",),
     "wan": ("spatial_attn", "cross_attn"),
     "ltx": ("spatial_attn", "cross_attn"),
+    "hunyuan-video": ("spatial_attn",),
+    "mochi": ("spatial_attn",),
     "stable-audio": ("spatial_attn", "cross_attn"),
     "audioldm": ("spatial_attn",),
     "musicldm": ("spatial_attn",),
@@ -64,7 +66,7 @@ KINDS = {
     "animatediff": ("spatial_attn", "temporal_attn", "cross_attn"),
 }
 """The attention kinds each pipeline's denoiser offers."""
-SEPARATE_CFG_CALLS = {"wan": 2}
+SEPARATE_CFG_CALLS = {"wan": 2, "hunyuan-video": 2}
 """Pipelines that call the denoiser once per CFG branch (one context each)."""
 
 
@@ -92,7 +94,12 @@ class Case:
         return 0.1 * relative_l1(self.other_seed, self.reference)
 
 
-@pytest.fixture(scope="module", params=list(PIPELINES))
+def cases(names: list[str]) -> list[Any]:
+    """Pipeline names as parameters, Mochi's with its warning filter."""
+    return [pytest.param(name, marks=av_models.MOCHI_AUTOCAST if name == "mochi" else ()) for name in names]
+
+
+@pytest.fixture(scope="module", params=cases(list(PIPELINES)))
 def case(request: pytest.FixtureRequest) -> Case:
     pipe, kwargs = PIPELINES[request.param]()
     reference = av_models.run_pipeline(pipe, kwargs, STEPS)
@@ -141,7 +148,7 @@ def assert_skips_and_stays_close(case: Case, config: dict[str, Any], intervals: 
     assert torch.equal(case.run(), case.reference), "disable() did not restore the pipeline"
 
 
-@pytest.mark.parametrize("case", list(DEFAULT_REGIONS), indirect=True)
+@pytest.mark.parametrize("case", cases(list(DEFAULT_REGIONS)), indirect=True)
 def test_default_region_at_interval_2(case: Case) -> None:
     with cachekit.cached(case.pipe) as handle:
         assert list(handle.regions) == [DEFAULT_REGIONS[case.name]]
