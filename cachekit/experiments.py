@@ -185,7 +185,7 @@ class ExperimentRunner:
         self.fingerprint = _digest(
             {
                 "model": self.config.model.model_dump(mode="json"),
-                "sampling": self.config.sampling.model_dump(mode="json", exclude={"noise_floor", "batch_size"}),
+                "sampling": self.config.sampling.model_dump(mode="json", exclude={"noise_floor"}),
             }
         )
         self._flop_cache: dict[tuple[str, tuple[str, ...]], tuple[int, dict[str, float]]] = {}

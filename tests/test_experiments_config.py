@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
+import yaml
 
 from cachekit import ConfigError, UniformPolicy
 from cachekit.experiment_config import BASELINE, ExperimentConfig, load_experiment
@@ -138,3 +140,13 @@ def test_every_example_config_validates(path):
 def test_the_examples_cover_the_digits_sweeps_and_real_models():
     names = {path.stem for path in EXAMPLES}
     assert {"digits_unet_sweep", "digits_dit_sweep", "sd15", "sdxl", "flux", "pixart"} <= names
+
+
+def test_the_config_shown_on_the_experiments_page_validates_and_matches_the_example():
+    page = (Path(__file__).parents[1] / "docs" / "experiments.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"^```yaml\n(.*?)^```", page, flags=re.MULTILINE | re.DOTALL)
+    assert blocks, "the Experiments page shows no config"
+    shown = load_experiment(yaml.safe_load(blocks[0]))
+    example = load_experiment(EXAMPLES[0].parent / "digits_unet_sweep.yaml")
+    assert [s.name for s in shown.settings] == [s.name for s in example.settings]
+    assert shown.sampling == example.sampling and shown.model == example.model

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -68,6 +69,20 @@ def _diffusers_class(name: str, suffix: str) -> Any:
     return found
 
 
+@contextmanager
+def _no_loading_bar() -> Iterator[None]:
+    """Hide diffusers' "Loading pipeline components" bar (the runner shows its own)."""
+    from diffusers.utils import logging
+
+    shown = logging.is_progress_bar_enabled()
+    logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if shown:
+            logging.enable_progress_bar()
+
+
 def _from_pretrained(spec: ModelSpec) -> Any:
     source = str(spec.source)
     if source in SHIPPED:
@@ -106,7 +121,8 @@ def load_pipeline(spec: ModelSpec) -> Any:
             raise ConfigError(f"unknown model builder {spec.builder!r}{hint}; known: {listing(BUILDERS)}")
         pipeline = BUILDERS[spec.builder](**spec.options)
     else:
-        pipeline = _from_pretrained(spec)
+        with _no_loading_bar():
+            pipeline = _from_pretrained(spec)
     _swap_scheduler(pipeline, spec)
     dtype = getattr(torch, spec.dtype)
     return pipeline.to(spec.device) if dtype == torch.float32 else pipeline.to(spec.device, dtype)
