@@ -36,8 +36,14 @@ def tiny_dit(num_layers: int = 4) -> nn.Module:
 
     return seeded(
         lambda: DiTTransformer2DModel(
-            num_attention_heads=HEADS, attention_head_dim=HEAD_DIM, in_channels=4, out_channels=8,
-            num_layers=num_layers, sample_size=8, patch_size=2, num_embeds_ada_norm=1000,
+            num_attention_heads=HEADS,
+            attention_head_dim=HEAD_DIM,
+            in_channels=4,
+            out_channels=8,
+            num_layers=num_layers,
+            sample_size=8,
+            patch_size=2,
+            num_embeds_ada_norm=1000,
         )
     )
 
@@ -47,8 +53,15 @@ def tiny_pixart(num_layers: int = 4) -> nn.Module:
 
     return seeded(
         lambda: PixArtTransformer2DModel(
-            num_attention_heads=HEADS, attention_head_dim=HEAD_DIM, in_channels=4, out_channels=8,
-            num_layers=num_layers, cross_attention_dim=WIDTH, caption_channels=24, sample_size=8, patch_size=2,
+            num_attention_heads=HEADS,
+            attention_head_dim=HEAD_DIM,
+            in_channels=4,
+            out_channels=8,
+            num_layers=num_layers,
+            cross_attention_dim=WIDTH,
+            caption_channels=24,
+            sample_size=8,
+            patch_size=2,
         )
     )
 
@@ -58,9 +71,17 @@ def tiny_sd3(num_layers: int = 4) -> nn.Module:
 
     return seeded(
         lambda: SD3Transformer2DModel(
-            sample_size=8, patch_size=2, in_channels=4, num_layers=num_layers, attention_head_dim=HEAD_DIM,
-            num_attention_heads=HEADS, joint_attention_dim=24, caption_projection_dim=WIDTH,
-            pooled_projection_dim=12, out_channels=4, pos_embed_max_size=16,
+            sample_size=8,
+            patch_size=2,
+            in_channels=4,
+            num_layers=num_layers,
+            attention_head_dim=HEAD_DIM,
+            num_attention_heads=HEADS,
+            joint_attention_dim=24,
+            caption_projection_dim=WIDTH,
+            pooled_projection_dim=12,
+            out_channels=4,
+            pos_embed_max_size=16,
         )
     )
 
@@ -70,9 +91,16 @@ def tiny_flux(num_layers: int = 2, num_single_layers: int = 2, guidance_embeds: 
 
     return seeded(
         lambda: FluxTransformer2DModel(
-            patch_size=1, in_channels=8, num_layers=num_layers, num_single_layers=num_single_layers,
-            attention_head_dim=HEAD_DIM, num_attention_heads=HEADS, joint_attention_dim=24,
-            pooled_projection_dim=12, guidance_embeds=guidance_embeds, axes_dims_rope=(2, 2, 4),
+            patch_size=1,
+            in_channels=8,
+            num_layers=num_layers,
+            num_single_layers=num_single_layers,
+            attention_head_dim=HEAD_DIM,
+            num_attention_heads=HEADS,
+            joint_attention_dim=24,
+            pooled_projection_dim=12,
+            guidance_embeds=guidance_embeds,
+            axes_dims_rope=(2, 2, 4),
         )
     )
 
@@ -82,9 +110,17 @@ def tiny_sana(num_layers: int = 4) -> nn.Module:
 
     return seeded(
         lambda: SanaTransformer2DModel(
-            in_channels=4, out_channels=4, num_attention_heads=HEADS, attention_head_dim=HEAD_DIM,
-            num_layers=num_layers, num_cross_attention_heads=HEADS, cross_attention_head_dim=HEAD_DIM,
-            cross_attention_dim=WIDTH, caption_channels=24, sample_size=8, patch_size=1,
+            in_channels=4,
+            out_channels=4,
+            num_attention_heads=HEADS,
+            attention_head_dim=HEAD_DIM,
+            num_layers=num_layers,
+            num_cross_attention_heads=HEADS,
+            cross_attention_head_dim=HEAD_DIM,
+            cross_attention_dim=WIDTH,
+            caption_channels=24,
+            sample_size=8,
+            patch_size=1,
         )
     )
 
@@ -94,9 +130,18 @@ def tiny_hunyuan(num_layers: int = 6) -> nn.Module:
 
     return seeded(
         lambda: HunyuanDiT2DModel(
-            num_attention_heads=HEADS, attention_head_dim=HEAD_DIM, in_channels=4, patch_size=2, sample_size=8,
-            hidden_size=WIDTH, num_layers=num_layers, cross_attention_dim=WIDTH, cross_attention_dim_t5=24,
-            pooled_projection_dim=12, text_len=4, text_len_t5=6,
+            num_attention_heads=HEADS,
+            attention_head_dim=HEAD_DIM,
+            in_channels=4,
+            patch_size=2,
+            sample_size=8,
+            hidden_size=WIDTH,
+            num_layers=num_layers,
+            cross_attention_dim=WIDTH,
+            cross_attention_dim_t5=24,
+            pooled_projection_dim=12,
+            text_len=4,
+            text_len_t5=6,
         )
     )
 
@@ -107,7 +152,9 @@ def tiny_hunyuan(num_layers: int = 6) -> nn.Module:
 class PatchEmbed(nn.Module):
     """Image to patch tokens, with timm's attribute names (``proj``, ``img_size``, ``num_patches``)."""
 
-    def __init__(self, img_size: int = 8, patch_size: int = 2, in_chans: int = 4, embed_dim: int = WIDTH, bias: bool = True):
+    def __init__(
+        self, img_size: int = 8, patch_size: int = 2, in_chans: int = 4, embed_dim: int = WIDTH, bias: bool = True
+    ):
         super().__init__()
         self.img_size = (img_size, img_size)
         self.patch_size = (patch_size, patch_size)
@@ -148,7 +195,9 @@ class Attention(nn.Module):
 class Mlp(nn.Module):
     """Two linear layers around an activation, with timm's ``fc1``/``act``/``fc2`` names."""
 
-    def __init__(self, in_features: int, hidden_features: int, act_layer: Callable[[], nn.Module] = nn.GELU, drop: float = 0.0):
+    def __init__(
+        self, in_features: int, hidden_features: int, act_layer: Callable[[], nn.Module] = nn.GELU, drop: float = 0.0
+    ):
         super().__init__()
         self.fc1 = nn.Linear(in_features, hidden_features)
         self.act = act_layer()
@@ -174,7 +223,9 @@ def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch
 class TimestepEmbedder(nn.Module):
     def __init__(self, hidden_size: int, frequency_embedding_size: int = 32):
         super().__init__()
-        self.mlp = nn.Sequential(nn.Linear(frequency_embedding_size, hidden_size), nn.SiLU(), nn.Linear(hidden_size, hidden_size))
+        self.mlp = nn.Sequential(
+            nn.Linear(frequency_embedding_size, hidden_size), nn.SiLU(), nn.Linear(hidden_size, hidden_size)
+        )
         self.frequency_embedding_size = frequency_embedding_size
 
     def forward(self, t: torch.Tensor) -> torch.Tensor:
@@ -203,8 +254,10 @@ class DiTBlock(nn.Module):
         self.attn = layers.Attention(hidden_size, num_heads=num_heads, qkv_bias=True)
         self.norm2 = nn.LayerNorm(hidden_size, elementwise_affine=False, eps=1e-6)
         self.mlp = layers.Mlp(
-            in_features=hidden_size, hidden_features=int(hidden_size * mlp_ratio),
-            act_layer=lambda: nn.GELU(approximate="tanh"), drop=0,
+            in_features=hidden_size,
+            hidden_features=int(hidden_size * mlp_ratio),
+            act_layer=lambda: nn.GELU(approximate="tanh"),
+            drop=0,
         )
         self.adaLN_modulation = nn.Sequential(nn.SiLU(), nn.Linear(hidden_size, 6 * hidden_size))
 
@@ -234,15 +287,24 @@ class DiT(nn.Module):
     """
 
     def __init__(
-        self, input_size: int = 8, patch_size: int = 2, in_channels: int = 4, hidden_size: int = WIDTH,
-        depth: int = 4, num_heads: int = HEADS, num_classes: int = 10, layers: SimpleNamespace = LOCAL_LAYERS,
+        self,
+        input_size: int = 8,
+        patch_size: int = 2,
+        in_channels: int = 4,
+        hidden_size: int = WIDTH,
+        depth: int = 4,
+        num_heads: int = HEADS,
+        num_classes: int = 10,
+        layers: SimpleNamespace = LOCAL_LAYERS,
     ):
         super().__init__()
         self.in_channels, self.out_channels, self.patch_size = in_channels, 2 * in_channels, patch_size
         self.x_embedder = layers.PatchEmbed(input_size, patch_size, in_channels, hidden_size, bias=True)
         self.t_embedder = TimestepEmbedder(hidden_size)
         self.y_embedder = LabelEmbedder(num_classes, hidden_size)
-        self.pos_embed = nn.Parameter(0.02 * torch.randn(1, self.x_embedder.num_patches, hidden_size), requires_grad=False)
+        self.pos_embed = nn.Parameter(
+            0.02 * torch.randn(1, self.x_embedder.num_patches, hidden_size), requires_grad=False
+        )
         self.blocks = nn.ModuleList(DiTBlock(hidden_size, num_heads, layers) for _ in range(depth))
         self.final_layer = FinalLayer(hidden_size, patch_size, self.out_channels)
 
@@ -274,7 +336,6 @@ def timm_dit(depth: int = 4, layers: SimpleNamespace = LOCAL_LAYERS, seed: int =
     return DiT(depth=depth, layers=layers).eval()
 
 
-
 # --- pipelines (text encoders bypassed with prompt embeddings) ---------------------------------
 
 
@@ -284,8 +345,12 @@ def tiny_vae() -> nn.Module:
 
     return seeded(
         lambda: AutoencoderKL(
-            block_out_channels=(8, 8), layers_per_block=1, latent_channels=4, norm_num_groups=4,
-            down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
+            block_out_channels=(8, 8),
+            layers_per_block=1,
+            latent_channels=4,
+            norm_num_groups=4,
+            down_block_types=("DownEncoderBlock2D",) * 2,
+            up_block_types=("UpDecoderBlock2D",) * 2,
         )
     )
 
@@ -297,11 +362,18 @@ def tiny_dc_vae() -> nn.Module:
     levels = 3
     return seeded(
         lambda: AutoencoderDC(
-            in_channels=3, latent_channels=4, encoder_block_out_channels=(8,) * levels,
-            decoder_block_out_channels=(8,) * levels, encoder_layers_per_block=(1,) * levels,
-            decoder_layers_per_block=(1,) * levels, encoder_block_types="ResBlock", decoder_block_types="ResBlock",
-            encoder_qkv_multiscales=((),) * levels, decoder_qkv_multiscales=((),) * levels,
-            decoder_norm_types="rms_norm", decoder_act_fns="silu",
+            in_channels=3,
+            latent_channels=4,
+            encoder_block_out_channels=(8,) * levels,
+            decoder_block_out_channels=(8,) * levels,
+            encoder_layers_per_block=(1,) * levels,
+            decoder_layers_per_block=(1,) * levels,
+            encoder_block_types="ResBlock",
+            decoder_block_types="ResBlock",
+            encoder_qkv_multiscales=((),) * levels,
+            decoder_qkv_multiscales=((),) * levels,
+            decoder_norm_types="rms_norm",
+            decoder_act_fns="silu",
         )
     )
 
@@ -327,7 +399,10 @@ def _masked_prompts() -> dict[str, Any]:
 def _pooled_prompts(negative: bool) -> dict[str, Any]:
     """SD3's and Flux's prompt inputs: token and pooled embeddings (and a negative pair)."""
     generator = torch.Generator().manual_seed(1)
-    kwargs = {"prompt_embeds": torch.randn(1, 8, 24, generator=generator), "pooled_prompt_embeds": torch.randn(1, 12, generator=generator)}
+    kwargs = {
+        "prompt_embeds": torch.randn(1, 8, 24, generator=generator),
+        "pooled_prompt_embeds": torch.randn(1, 12, generator=generator),
+    }
     if negative:
         kwargs["negative_prompt_embeds"] = torch.randn(1, 8, 24, generator=generator)
         kwargs["negative_pooled_prompt_embeds"] = torch.randn(1, 12, generator=generator)
@@ -347,7 +422,11 @@ def pixart_pipeline() -> tuple[Any, dict[str, Any]]:
     from diffusers import DPMSolverMultistepScheduler, PixArtAlphaPipeline
 
     pipe = PixArtAlphaPipeline(
-        tokenizer=None, text_encoder=None, vae=tiny_vae(), transformer=tiny_pixart(), scheduler=DPMSolverMultistepScheduler()
+        tokenizer=None,
+        text_encoder=None,
+        vae=tiny_vae(),
+        transformer=tiny_pixart(),
+        scheduler=DPMSolverMultistepScheduler(),
     )
     return pipe, {**_masked_prompts(), "guidance_scale": 4.5, "height": 16, "width": 16, "output_type": "latent"}
 
@@ -357,8 +436,16 @@ def sd3_pipeline() -> tuple[Any, dict[str, Any]]:
     from diffusers import FlowMatchEulerDiscreteScheduler, StableDiffusion3Pipeline
 
     encoders = {f"{kind}{suffix}": None for kind in ("text_encoder", "tokenizer") for suffix in ("", "_2", "_3")}
-    pipe = StableDiffusion3Pipeline(transformer=tiny_sd3(), scheduler=FlowMatchEulerDiscreteScheduler(), vae=tiny_vae(), **encoders)
-    return pipe, {**_pooled_prompts(negative=True), "guidance_scale": 5.0, "height": 16, "width": 16, "output_type": "latent"}
+    pipe = StableDiffusion3Pipeline(
+        transformer=tiny_sd3(), scheduler=FlowMatchEulerDiscreteScheduler(), vae=tiny_vae(), **encoders
+    )
+    return pipe, {
+        **_pooled_prompts(negative=True),
+        "guidance_scale": 5.0,
+        "height": 16,
+        "width": 16,
+        "output_type": "latent",
+    }
 
 
 def flux_pipeline(true_cfg: bool = False) -> tuple[Any, dict[str, Any]]:
@@ -367,9 +454,18 @@ def flux_pipeline(true_cfg: bool = False) -> tuple[Any, dict[str, Any]]:
 
     encoders = {f"{kind}{suffix}": None for kind in ("text_encoder", "tokenizer") for suffix in ("", "_2")}
     pipe = FluxPipeline(
-        transformer=tiny_flux(guidance_embeds=True), scheduler=FlowMatchEulerDiscreteScheduler(), vae=tiny_vae(), **encoders
+        transformer=tiny_flux(guidance_embeds=True),
+        scheduler=FlowMatchEulerDiscreteScheduler(),
+        vae=tiny_vae(),
+        **encoders,
     )
-    kwargs = {**_pooled_prompts(negative=true_cfg), "guidance_scale": 3.5, "height": 16, "width": 16, "output_type": "latent"}
+    kwargs = {
+        **_pooled_prompts(negative=true_cfg),
+        "guidance_scale": 3.5,
+        "height": 16,
+        "width": 16,
+        "output_type": "latent",
+    }
     if true_cfg:
         kwargs["true_cfg_scale"] = 4.0
     return pipe, kwargs
@@ -380,7 +476,11 @@ def sana_pipeline() -> tuple[Any, dict[str, Any]]:
     from diffusers import FlowMatchEulerDiscreteScheduler, SanaPipeline
 
     pipe = SanaPipeline(
-        tokenizer=None, text_encoder=None, vae=tiny_dc_vae(), transformer=tiny_sana(), scheduler=FlowMatchEulerDiscreteScheduler()
+        tokenizer=None,
+        text_encoder=None,
+        vae=tiny_dc_vae(),
+        transformer=tiny_sana(),
+        scheduler=FlowMatchEulerDiscreteScheduler(),
     )
     return pipe, {**_masked_prompts(), "guidance_scale": 4.5, "height": 32, "width": 32, "output_type": "latent"}
 
@@ -437,7 +537,11 @@ def smooth_time(model: nn.Module, keep: float = 1 / 3) -> nn.Module:
 
 @torch.no_grad()
 def denoise(
-    model: nn.Module, kwargs: dict[str, Any], steps: int = 6, sample_key: str = "hidden_states", timestep_key: str = "timestep"
+    model: nn.Module,
+    kwargs: dict[str, Any],
+    steps: int = 6,
+    sample_key: str = "hidden_states",
+    timestep_key: str = "timestep",
 ) -> torch.Tensor:
     """A bare denoising loop: timesteps 1000 down to 0 (one per sample), sample updated from the output."""
     sample = kwargs[sample_key]

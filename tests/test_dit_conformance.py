@@ -6,10 +6,10 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
+from cachekit_dit.inputs import example_kwargs
 from torch import nn
 
 from cachekit.testing import AdapterConformance
-from cachekit_dit.inputs import example_kwargs
 from tests import dit_models
 
 
@@ -87,7 +87,11 @@ class TestFluxPerListRanges(TestFlux):
 
 class TestFluxSublayers(TestFlux):
     config = {
-        "regions": ["transformer_blocks[0:2].attn", "transformer_blocks[0:2].ff_context", "single_transformer_blocks[0:2].attn"]
+        "regions": [
+            "transformer_blocks[0:2].attn",
+            "transformer_blocks[0:2].ff_context",
+            "single_transformer_blocks[0:2].attn",
+        ]
     }
 
 

@@ -6,11 +6,11 @@ from typing import Any
 
 import pytest
 import torch
+from cachekit_dit.inputs import example_kwargs
 from torch import nn
 
 import cachekit
 from cachekit.metrics import relative_l1
-from cachekit_dit.inputs import example_kwargs
 from tests import dit_models
 
 STEPS = 10
@@ -32,6 +32,12 @@ def record_inputs(model: nn.Module, paths: tuple[str, ...]) -> tuple[dict[str, l
 
     hooks = [model.get_submodule(path).register_forward_pre_hook(record(path), with_kwargs=True) for path in paths]
     return seen, hooks
+
+
+def first_block_residuals(seen: dict[str, list[torch.Tensor]]) -> list[torch.Tensor]:
+    """Per call: the second block's input minus the first's, the first block's residual."""
+    pairs = zip(seen["transformer_blocks.0"], seen["transformer_blocks.1"], strict=True)
+    return [after - before for before, after in pairs]
 
 
 def expected_refreshes(residuals: list[torch.Tensor], threshold: float) -> list[int]:
@@ -64,7 +70,7 @@ def test_refreshes_follow_the_first_block_residual(flux: tuple[nn.Module, dict[s
     finally:
         for hook in hooks:
             hook.remove()
-    residuals = [after - before for before, after in zip(seen["transformer_blocks.0"], seen["transformer_blocks.1"])]
+    residuals = first_block_residuals(seen)
     refreshes = handle.stats.refresh_steps("blocks[1:4]")
     assert refreshes == expected_refreshes(residuals, threshold)
     assert 1 < len(refreshes) < STEPS, f"threshold {threshold} should mix refreshes and reuses: {refreshes}"
@@ -106,7 +112,7 @@ def test_cfg_calls_keep_separate_probes() -> None:
     finally:
         for hook in hooks:
             hook.remove()
-    residuals = [after - before for before, after in zip(seen["transformer_blocks.0"], seen["transformer_blocks.1"])]
+    residuals = first_block_residuals(seen)
     for context in (0, 1):
         own = residuals[context::2]  # the pipeline calls cond, then uncond, at every step
         refreshes = handle.stats.refresh_steps("blocks[1:4]", context)

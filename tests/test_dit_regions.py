@@ -8,12 +8,12 @@ from typing import Any
 
 import pytest
 import torch
+from cachekit_dit.inputs import example_kwargs
 from torch import nn
 
 import cachekit
 from cachekit.errors import ConfigError, RegionNotFoundError
 from cachekit.plugin_manager import get_plugin_manager
-from cachekit_dit.inputs import example_kwargs
 from tests import dit_models
 from tests.models import tiny_transformer
 
@@ -58,7 +58,15 @@ def test_offered_names_are_stable_and_default_first() -> None:
     [
         ("blocks[1:4]", ("transformer_blocks.1", "single_transformer_blocks.0", "single_transformer_blocks.1")),
         ("blocks[2:-1]", ("single_transformer_blocks.0",)),
-        ("blocks[:]", ("transformer_blocks.0", "transformer_blocks.1", "single_transformer_blocks.0", "single_transformer_blocks.1")),
+        (
+            "blocks[:]",
+            (
+                "transformer_blocks.0",
+                "transformer_blocks.1",
+                "single_transformer_blocks.0",
+                "single_transformer_blocks.1",
+            ),
+        ),
         ("blocks[3]", ("single_transformer_blocks.1",)),
         ("single_transformer_blocks[-1:]", ("single_transformer_blocks.1",)),
         ("transformer_blocks[1].ff", ("transformer_blocks.1.ff",)),

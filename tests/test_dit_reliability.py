@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 import torch
+from cachekit_dit.inputs import example_kwargs
 
 import cachekit
 from cachekit.errors import ConfigError, PolicyError
-from cachekit_dit.inputs import example_kwargs
 from tests import dit_models
 
 STEPS = 8
@@ -32,7 +32,9 @@ def test_disable_leaves_nothing_and_another_cache_works_after() -> None:
     pipe, call = dit_models.flux_pipeline()
     reference = dit_models.run_pipeline(pipe, call, STEPS)
     before = snapshot(pipe.transformer)  # after a run: the pipeline adds diffusers' hook registry itself
-    with cachekit.cached(pipe, {"policy": {"kind": "similarity", "probe": "entry_residual", "threshold": 0.1}}) as handle:
+    with cachekit.cached(
+        pipe, {"policy": {"kind": "similarity", "probe": "entry_residual", "threshold": 0.1}}
+    ) as handle:
         dit_models.run_pipeline(pipe, call, STEPS)
     assert handle.stats.reuses > 0
     assert snapshot(pipe.transformer) == before
@@ -80,11 +82,14 @@ def test_a_policy_that_cannot_run_says_so() -> None:
     model = dit_models.tiny_flux()
     kwargs = example_kwargs(model)
     assert kwargs is not None
-    with cachekit.cached(model, {"policy": {"kind": "nonuniform", "interval": 2, "center": 2}}), pytest.raises(
-        PolicyError, match="num_steps"
+    with (
+        cachekit.cached(model, {"policy": {"kind": "nonuniform", "interval": 2, "center": 2}}),
+        pytest.raises(PolicyError, match="num_steps"),
     ):
         dit_models.denoise(model, kwargs)
-    with cachekit.cached(model, {"policy": {"kind": "nonuniform", "interval": 2, "center": 2}, "num_steps": 6}) as handle:
+    with cachekit.cached(
+        model, {"policy": {"kind": "nonuniform", "interval": 2, "center": 2}, "num_steps": 6}
+    ) as handle:
         dit_models.denoise(model, kwargs)
     assert handle.stats.reuses == 3
 

@@ -44,11 +44,17 @@ class Family:
     def trunk(self, model: nn.Module) -> Trunk:
         """The trunk of ``model``, one of this family."""
         lists = tuple(BlockList(name, len(getattr(model, name)), self.io) for name in self.lists)
-        return Trunk(type(model).__name__, tuple(block_list for block_list in lists if block_list.length), self.skip_pairs)
+        return Trunk(
+            type(model).__name__, tuple(block_list for block_list in lists if block_list.length), self.skip_pairs
+        )
 
 
 FAMILIES: tuple[Family, ...] = (
-    Family(("DiTTransformer2DModel", "PixArtTransformer2DModel", "SanaTransformer2DModel"), ("transformer_blocks",), SINGLE_STREAM),
+    Family(
+        ("DiTTransformer2DModel", "PixArtTransformer2DModel", "SanaTransformer2DModel"),
+        ("transformer_blocks",),
+        SINGLE_STREAM,
+    ),
     Family(("SD3Transformer2DModel",), ("transformer_blocks",), DUAL_STREAM),
     Family(("FluxTransformer2DModel",), ("transformer_blocks", "single_transformer_blocks"), DUAL_STREAM),
     Family(("HunyuanDiT2DModel",), ("blocks",), SINGLE_STREAM, hunyuan_skip_pairs),

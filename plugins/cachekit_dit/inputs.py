@@ -13,7 +13,6 @@ from typing import Any
 import torch
 from torch import nn
 
-
 TEXT_TOKENS = 8
 """Length of the made-up text sequence where a model takes one of free length."""
 
@@ -55,7 +54,11 @@ def _timesteps(batch_size: int, value: float = 500.0) -> torch.Tensor:
 @_builds("DiTTransformer2DModel")
 def _dit(model: nn.Module, batch_size: int, generator: torch.Generator) -> dict[str, Any]:
     labels = torch.randint(model.config.num_embeds_ada_norm, (batch_size,), generator=generator)
-    return {"hidden_states": _latents(model, batch_size, generator), "timestep": _timesteps(batch_size), "class_labels": labels}
+    return {
+        "hidden_states": _latents(model, batch_size, generator),
+        "timestep": _timesteps(batch_size),
+        "class_labels": labels,
+    }
 
 
 @_builds("PixArtTransformer2DModel")
@@ -155,4 +158,3 @@ def _timm_style(model: nn.Module, batch_size: int, generator: torch.Generator) -
     if "y" in parameters and isinstance(classes, int):
         kwargs["y"] = torch.randint(classes, (batch_size,), generator=generator)
     return kwargs if set(kwargs) <= set(parameters) else None
-

@@ -94,7 +94,11 @@ def default_names(model: nn.Module, trunk: Trunk) -> list[str]:
     names = [f"blocks[{first}:{length - LAST_BLOCKS}]"]
     if len(trunk.lists) > 1:
         starts = [first] + [0] * (len(trunk.lists) - 1)
-        names += [f"{bl.name}[{start}:{bl.length}]" for bl, start in zip(trunk.lists, starts) if start < bl.length]
+        names += [
+            f"{bl.name}[{start}:{bl.length}]"
+            for bl, start in zip(trunk.lists, starts, strict=True)
+            if start < bl.length
+        ]
     for block_list in trunk.lists:
         blocks = [model.get_submodule(block_list.path(index)) for index in range(block_list.length)]
         names += [

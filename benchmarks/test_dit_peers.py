@@ -1,0 +1,420 @@
+"""cachekit against diffusers' caches and cache-dit on a Flux-shaped and a PixArt-shaped DiT.
+
+Run: ``pytest benchmarks/test_dit_peers.py --benchmark-enable -s``. Each model runs 28 steps
+from one seed; every setting's output is compared with the uncached latents (PSNR, relative
+L1), its share of the uncached FLOPs is counted (``FlopCounterMode``, all matmuls and
+attention), and all settings are timed side by side (interleaved rounds, medians, one
+thread, CPU time: steadier than wall time on a shared machine). The table is printed and
+kept in the benchmark's ``extra_info``; the speed against fidelity plot goes to
+``docs/assets/dit_peers.png``.
+
+Models: random weights with smoothed time conditioning (:func:`tests.dit_models.smooth_time`),
+so that adjacent steps differ as in a trained model rather than being decorrelated by the
+fast frequencies of the timestep embedding. Peers missing from the environment are skipped
+(cache-dit is optional: ``pip install cache-dit``).
+
+* Flux-shaped: 4 dual-stream + 8 single-stream blocks, width 256, 256 image and 32 text
+  tokens, embedded guidance (one call per step), flow-matching Euler.
+* PixArt-shaped: 12 blocks, width 256, 256 image tokens, batched CFG, DPM-Solver++.
+
+``CACHEKIT_DIT_BENCH_ROUNDS`` (default 3) sets the timed rounds.
+"""
+
+from __future__ import annotations
+
+import ast
+import contextlib
+import copy
+import importlib.util
+import io
+import os
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+import cachekit
+from benchmarks.sidebyside import interleaved_medians
+from cachekit.experiment_plots import pareto_front
+from cachekit.metrics import psnr, relative_l1
+from cachekit.plugin_manager import get_plugin_manager
+from tests.dit_models import seeded, smooth_time, tiny_vae
+
+STEPS = 28
+ROUNDS = int(os.environ.get("CACHEKIT_DIT_BENCH_ROUNDS", "3"))
+PLOT = Path(__file__).resolve().parents[1] / "docs" / "assets" / "dit_peers.png"
+RESULTS: dict[str, list[dict[str, Any]]] = {}
+
+Generate = Callable[[Any], torch.Tensor]
+
+
+@dataclass
+class Setting:
+    """One way of running the pipeline: its tool, its name and a call returning the latents."""
+
+    tool: str
+    name: str
+    run: Callable[[], torch.Tensor]
+    refreshes: Callable[[], int | None] = lambda: None
+
+
+# --- models --------------------------------------------------------------------------------
+
+
+def flux_shaped(head_dim: int = 64, side: int = 16) -> tuple[Any, Generate]:
+    """The Flux-shaped pipeline: 4 heads of ``head_dim``, a ``side`` x ``side`` token grid."""
+    from diffusers import FlowMatchEulerDiscreteScheduler, FluxPipeline, FluxTransformer2DModel
+
+    rope = (head_dim // 8, 7 * head_dim // 16, 7 * head_dim // 16)
+    transformer = seeded(
+        lambda: FluxTransformer2DModel(
+            patch_size=1,
+            in_channels=64,
+            num_layers=4,
+            num_single_layers=8,
+            attention_head_dim=head_dim,
+            num_attention_heads=4,
+            joint_attention_dim=64,
+            pooled_projection_dim=64,
+            guidance_embeds=True,
+            axes_dims_rope=rope,
+        )
+    )
+    encoders = {f"{kind}{suffix}": None for kind in ("text_encoder", "tokenizer") for suffix in ("", "_2")}
+    pipe = FluxPipeline(
+        transformer=smooth_time(transformer), scheduler=FlowMatchEulerDiscreteScheduler(), vae=tiny_vae(), **encoders
+    )
+    generator = torch.Generator().manual_seed(1)
+    prompt = {
+        "prompt_embeds": torch.randn(1, 32, 64, generator=generator),
+        "pooled_prompt_embeds": torch.randn(1, 64, generator=generator),
+    }
+    pixels = 4 * side  # the tiny VAE halves, Flux packs 2 x 2 latents into a token
+    return pipe, lambda p: _generate(p, **prompt, guidance_scale=3.5, height=pixels, width=pixels)
+
+
+def pixart_shaped() -> tuple[Any, Generate]:
+    from diffusers import DPMSolverMultistepScheduler, PixArtAlphaPipeline, PixArtTransformer2DModel
+
+    transformer = seeded(
+        lambda: PixArtTransformer2DModel(
+            num_attention_heads=4,
+            attention_head_dim=64,
+            in_channels=4,
+            out_channels=8,
+            num_layers=12,
+            cross_attention_dim=256,
+            caption_channels=64,
+            sample_size=32,
+            patch_size=2,
+        )
+    )
+    pipe = PixArtAlphaPipeline(
+        tokenizer=None,
+        text_encoder=None,
+        vae=tiny_vae(),
+        transformer=smooth_time(transformer),
+        scheduler=DPMSolverMultistepScheduler(),
+    )
+    generator = torch.Generator().manual_seed(1)
+    prompt = {
+        "negative_prompt": None,
+        "prompt_embeds": torch.randn(1, 32, 64, generator=generator),
+        "prompt_attention_mask": torch.ones(1, 32),
+        "negative_prompt_embeds": torch.zeros(1, 32, 64),
+        "negative_prompt_attention_mask": torch.ones(1, 32),
+    }
+    return pipe, lambda p: _generate(p, **prompt, guidance_scale=4.5, height=64, width=64, use_resolution_binning=False)
+
+
+def _generate(pipe: Any, **kwargs: Any) -> torch.Tensor:
+    pipe.set_progress_bar_config(disable=True)
+    generator = torch.Generator().manual_seed(0)
+    return pipe(**kwargs, num_inference_steps=STEPS, output_type="latent", generator=generator).images
+
+
+# --- settings ------------------------------------------------------------------------------
+
+
+def cachekit_setting(pipe: Any, generate: Generate, name: str, config: dict[str, Any]) -> Setting:
+    refreshes: list[int] = []
+
+    def run() -> torch.Tensor:
+        with cachekit.cached(pipe, config) as handle:
+            output = generate(pipe)
+        refreshes[:] = [handle.stats.refreshes]
+        return output
+
+    return Setting("cachekit", name, run, lambda: refreshes[0] if refreshes else None)
+
+
+def cachekit_settings(pipe: Any, generate: Generate) -> list[Setting]:
+    """Never reusing (the hooks' overhead), uniform over the whole trunk, similarity on the first
+    block's residual (First-Block-Cache's rule) and on the trunk's input (TeaCache's)."""
+    length = len(pipe.transformer.transformer_blocks) + len(getattr(pipe.transformer, "single_transformer_blocks", ()))
+    trunk = f"blocks[0:{length}]"
+    settings = [cachekit_setting(pipe, generate, "never reuse", {"policy": {"kind": "uniform", "interval": 1}})]
+    settings += [
+        cachekit_setting(
+            pipe,
+            generate,
+            f"uniform {interval}",
+            {"regions": [trunk], "policy": {"kind": "uniform", "interval": interval}},
+        )
+        for interval in (2, 3, 4, 6)
+    ]
+    settings += [
+        cachekit_setting(
+            pipe,
+            generate,
+            f"similarity first-block {threshold}",
+            {"policy": {"kind": "similarity", "probe": "entry_residual", "threshold": threshold}},
+        )
+        for threshold in (0.1, 0.2)
+    ]
+    settings += [
+        cachekit_setting(
+            pipe,
+            generate,
+            f"similarity input {threshold}",
+            {"regions": [trunk], "policy": {"kind": "similarity", "threshold": threshold}},
+        )
+        for threshold in (0.02, 0.05, 0.1, 0.2)
+    ]
+    attention = [
+        region.name
+        for region in get_plugin_manager().hook.cachekit_regions(model=pipe.transformer)
+        if region.name.endswith((".attn", ".attn1"))
+    ]
+    settings.append(
+        cachekit_setting(
+            pipe,
+            generate,
+            "self-attention uniform 2, warm-up 6",
+            {"regions": attention, "policy": {"kind": "uniform", "interval": 2, "warmup_steps": 6}},
+        )
+    )
+    return settings
+
+
+def diffusers_setting(pipe: Any, generate: Generate, name: str, make_config: Callable[[], Any]) -> Setting:
+    """A diffusers cache config enabled for one generation. The call is wrapped in a cache
+    context, which pipelines such as PixArt-α do not set and diffusers' hooks require."""
+
+    def run() -> torch.Tensor:
+        pipe.transformer.enable_cache(make_config())
+        try:
+            with pipe.transformer.cache_context("generation"):
+                return generate(pipe)
+        finally:
+            pipe.transformer.disable_cache()
+
+    return Setting("diffusers", name, run)
+
+
+def magcache_ratios(pipe: Any, generate: Generate) -> list[float]:
+    """MagCache's calibration run: the per-step magnitude ratios it prints for this model."""
+    from diffusers import MagCacheConfig
+
+    printed = io.StringIO()
+    pipe.transformer.enable_cache(MagCacheConfig(calibrate=True, num_inference_steps=STEPS))
+    try:
+        with contextlib.redirect_stdout(printed), pipe.transformer.cache_context("generation"):
+            generate(pipe)
+    finally:
+        pipe.transformer.disable_cache()
+    lines = printed.getvalue().splitlines()
+    marker = next(index for index, line in enumerate(lines) if "Calibration Complete" in line)
+    return ast.literal_eval(lines[marker + 1])
+
+
+def diffusers_settings(pipe: Any, generate: Generate) -> list[Setting]:
+    from diffusers import FirstBlockCacheConfig, MagCacheConfig, PyramidAttentionBroadcastConfig, TaylorSeerCacheConfig
+
+    ratios = magcache_ratios(pipe, generate)
+    settings = [
+        diffusers_setting(
+            pipe,
+            generate,
+            f"FirstBlockCache {threshold}",
+            lambda threshold=threshold: FirstBlockCacheConfig(threshold=threshold),
+        )
+        for threshold in (0.1, 0.2)
+    ]
+    settings += [
+        diffusers_setting(pipe, generate, "TaylorSeer", TaylorSeerCacheConfig),
+        diffusers_setting(pipe, generate, "TaylorSeer lite", lambda: TaylorSeerCacheConfig(use_lite_mode=True)),
+        diffusers_setting(
+            pipe,
+            generate,
+            "PAB",
+            lambda: PyramidAttentionBroadcastConfig(
+                spatial_attention_block_skip_range=2, current_timestep_callback=lambda: pipe.current_timestep
+            ),
+        ),
+    ]
+    settings += [
+        diffusers_setting(
+            pipe,
+            generate,
+            f"MagCache K={skips}",
+            lambda skips=skips: MagCacheConfig(mag_ratios=ratios, num_inference_steps=STEPS, max_skip_steps=skips),
+        )
+        for skips in (3, 5)
+    ]
+    return settings
+
+
+def cache_dit_settings(pipe: Any, generate: Generate) -> list[Setting]:
+    """cache-dit's DBCache with Fn=1, Bn=0 on a copy of the pipeline (its disable leaves patches behind)."""
+    import cache_dit
+
+    settings = []
+    for threshold in (0.12, 0.24):
+        copied = copy.deepcopy(pipe)
+        config = cache_dit.DBCacheConfig(Fn_compute_blocks=1, Bn_compute_blocks=0, residual_diff_threshold=threshold)
+        with contextlib.redirect_stdout(io.StringIO()):
+            cache_dit.enable_cache(copied, cache_config=config)
+        settings.append(Setting("cache-dit", f"DBCache F1B0 {threshold}", lambda copied=copied: generate(copied)))
+    return settings
+
+
+# --- measuring -------------------------------------------------------------------------------
+
+
+def measure(model: str, pipe: Any, generate: Generate, settings: list[Setting]) -> list[dict[str, Any]]:
+    """Fidelity and FLOP share of each setting (one counted run), then speed (interleaved rounds)."""
+    baseline = Setting("none", "no cache", lambda: generate(pipe))
+    settings = [baseline, *settings]
+    outputs, flops = {}, {}
+    for setting in settings:
+        with FlopCounterMode(display=False) as counter:
+            outputs[setting.name] = setting.run()
+        flops[setting.name] = counter.get_total_flops()
+    medians = interleaved_medians(
+        {setting.name: setting.run for setting in settings}, rounds=ROUNDS, warmup=0, clock=time.process_time
+    )
+    reference, base_time = outputs[baseline.name], medians[baseline.name]
+    rows = [
+        {
+            "model": model,
+            "tool": setting.tool,
+            "setting": setting.name,
+            "speedup": base_time / medians[setting.name],
+            "flop_share": flops[setting.name] / flops[baseline.name],
+            "refreshes": setting.refreshes(),
+            "psnr": psnr(outputs[setting.name], reference),
+            "relative_l1": relative_l1(outputs[setting.name], reference),
+        }
+        for setting in settings
+    ]
+    print_table(model, base_time, rows)
+    return rows
+
+
+def print_table(model: str, base_time: float, rows: list[dict[str, Any]]) -> None:
+    print(f"\n{model}: {STEPS} steps, uncached {base_time:.2f} s CPU (median of {ROUNDS} interleaved rounds, 1 thread)")
+    print(f"{'tool':<10}{'setting':<30}{'speedup':>9}{'FLOPs':>8}{'refreshes':>11}{'PSNR dB':>9}{'rel L1':>9}")
+    for row in rows:
+        refreshes = "-" if row["refreshes"] is None else str(row["refreshes"])
+        print(
+            f"{row['tool']:<10}{row['setting']:<30}{row['speedup']:>8.2f}x{100 * row['flop_share']:>7.1f}%"
+            f"{refreshes:>11}{row['psnr']:>9.1f}{row['relative_l1']:>9.4f}"
+        )
+
+
+TOOL_COLOURS = {"cachekit": "tab:blue", "diffusers": "tab:orange", "cache-dit": "tab:green"}
+
+
+def save_plot(results: dict[str, list[dict[str, Any]]], path: Path) -> None:
+    """Speedup against PSNR, one panel per model, each tool's Pareto front drawn as a line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, panels = plt.subplots(1, len(results), figsize=(6.5 * len(results), 4.8), squeeze=False)
+    for axes, (model, rows) in zip(panels[0], results.items(), strict=True):
+        for tool, colour in TOOL_COLOURS.items():
+            points = [(row["speedup"], row["psnr"], row["setting"]) for row in rows if row["tool"] == tool]
+            if not points:
+                continue
+            axes.scatter([p[0] for p in points], [p[1] for p in points], color=colour, label=tool, zorder=3)
+            for x, y, name in points:
+                axes.annotate(name, (x, y), textcoords="offset points", xytext=(3, 3), fontsize=6)
+            front = [points[index] for index in pareto_front([(p[0], p[1]) for p in points], higher_is_better=True)]
+            axes.plot([p[0] for p in front], [p[1] for p in front], color=colour, alpha=0.6)
+        axes.set_title(f"{model}, {STEPS} steps")
+        axes.set_xlabel("speedup of the whole generation (x)")
+        axes.set_ylabel("PSNR of the latents vs uncached (dB)")
+        axes.grid(alpha=0.3)
+        axes.legend(loc="upper right")
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
+def run_model(model: str, build: Callable[[], tuple[Any, Generate]], benchmark: Any) -> None:
+    torch.set_num_threads(1)
+    pipe, generate = build()
+    settings = cachekit_settings(pipe, generate) + diffusers_settings(pipe, generate)
+    if importlib.util.find_spec("cache_dit") is not None:
+        settings += cache_dit_settings(pipe, generate)
+    rows = measure(model, pipe, generate, settings)
+    RESULTS[model] = rows
+    save_plot(RESULTS, PLOT)
+    benchmark.extra_info.update({f"{row['tool']} {row['setting']}": row for row in rows})
+    benchmark.pedantic(settings[0].run, rounds=1, iterations=1)
+
+
+def test_flux_shaped(benchmark: Any) -> None:
+    pytest.importorskip("diffusers")
+    run_model("Flux-shaped (4 + 8 blocks)", flux_shaped, benchmark)
+
+
+def test_pixart_shaped(benchmark: Any) -> None:
+    pytest.importorskip("diffusers")
+    run_model("PixArt-shaped (12 blocks, CFG)", pixart_shaped, benchmark)
+
+
+def test_hook_overhead(benchmark: Any) -> None:
+    """cachekit's hooks with a never-reusing policy, against the Flux-shaped model's uncached time.
+
+    The hooks cost the same whatever the width, so their absolute cost is measured on the same
+    block layout at a tiny width (many rounds, where it stands out of the noise) and divided by
+    the uncached time of the benchmark's Flux-shaped model.
+    """
+    pytest.importorskip("diffusers")
+    torch.set_num_threads(1)
+    tiny, generate_tiny = flux_shaped(head_dim=8, side=4)
+    never = {"policy": {"kind": "uniform", "interval": 1}}
+
+    def hooked() -> torch.Tensor:
+        with cachekit.cached(tiny, never):
+            return generate_tiny(tiny)
+
+    medians = interleaved_medians(
+        {"none": lambda: generate_tiny(tiny), "never": hooked}, rounds=25, clock=time.process_time
+    )
+    overhead = medians["never"] - medians["none"]
+    full, generate_full = flux_shaped()
+    full_times = []
+    for _ in range(3):
+        start = time.process_time()
+        generate_full(full)
+        full_times.append(time.process_time() - start)
+    share = overhead / statistics.median(full_times)
+    print(
+        f"\nhooks of a never-reusing policy: {1000 * overhead:.1f} ms per {STEPS}-step generation "
+        f"(tiny width: {medians['none']:.3f} s uncached); {100 * share:.2f}% of the Flux-shaped model's "
+        f"{statistics.median(full_times):.2f} s"
+    )
+    benchmark.extra_info.update({"overhead_seconds": overhead, "overhead_share": share})
+    benchmark.pedantic(hooked, rounds=1, iterations=1)
