@@ -104,14 +104,15 @@ class CacheStats:
 
         ``R`` marks a refresh, ``.`` a reuse (first call of the step).
         """
-        lines = []
+        rows = []
         for name, stats in self.regions.items():
             for context, row in sorted(stats.hits.items()):
                 steps = max(row, default=-1) + 1
                 marks = "".join(row[step][0] if step in row else " " for step in range(steps))
                 label = name if len(stats.hits) == 1 else f"{name}[{context}]"
-                lines.append(f"{label:<24} {marks}  {stats.refreshes} refreshes, {stats.reuses} reuses")
-        return "\n".join(lines)
+                rows.append((label, f"{marks}  {stats.refreshes} refreshes, {stats.reuses} reuses"))
+        width = max([24, *(len(label) for label, _ in rows)])  # steps line up under long names too
+        return "\n".join(f"{label:<{width}} {rest}" for label, rest in rows)
 
     def __repr__(self) -> str:
         return f"CacheStats(refreshes={self.refreshes}, reuses={self.reuses})\n{self.hit_map()}"

@@ -253,7 +253,7 @@ def mochi_pipeline(transformer: nn.Module | None = None) -> tuple[Any, dict[str,
     return pipe, {**_video(6, 32, 32, 7, guidance_scale=4.5), **_masks()}
 
 
-def stable_audio_pipeline() -> tuple[Any, dict[str, Any]]:
+def stable_audio_pipeline(transformer: nn.Module | None = None) -> tuple[Any, dict[str, Any]]:
     """Stable Audio with batched CFG: a one-second mono clip at 32 Hz through a tiny Oobleck VAE."""
     from diffusers import AutoencoderOobleck, EDMDPMSolverMultistepScheduler, StableAudioPipeline
     from diffusers.pipelines.stable_audio import StableAudioProjectionModel
@@ -281,7 +281,7 @@ def stable_audio_pipeline() -> tuple[Any, dict[str, Any]]:
         text_encoder=None,
         projection_model=projection,
         tokenizer=None,
-        transformer=tiny_stable_audio(),
+        transformer=transformer or tiny_stable_audio(),
         scheduler=EDMDPMSolverMultistepScheduler(),
     )
     return pipe, {**_text(4), "audio_end_in_s": 1.0, "guidance_scale": 7.0, "output_type": "pt"}
@@ -370,7 +370,7 @@ def musicldm_pipeline() -> tuple[Any, dict[str, Any]]:
     return pipe, {**_text(6, tokens=0, width=8), "audio_length_in_s": 1.0, "guidance_scale": 2.0, "output_type": "pt"}
 
 
-def audioldm2_pipeline() -> tuple[Any, dict[str, Any]]:
+def audioldm2_pipeline(unet: nn.Module | None = None) -> tuple[Any, dict[str, Any]]:
     """AudioLDM 2 with batched CFG: T5 embeddings for one cross attention, the language model's
     generated embeddings for the other (both passed in; the tiny T5 and GPT-2 are never run)."""
     import transformers
@@ -384,7 +384,7 @@ def audioldm2_pipeline() -> tuple[Any, dict[str, Any]]:
     )
     pipe = _audio_unet_pipeline(
         "AudioLDM2Pipeline",
-        tiny_audioldm2_unet(),
+        unet or tiny_audioldm2_unet(),
         text_encoder=None,
         text_encoder_2=seeded(lambda: transformers.T5EncoderModel(t5)),
         projection_model=seeded(
