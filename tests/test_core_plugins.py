@@ -15,6 +15,16 @@ from cachekit.probes import probe_names
 from tests.models import tiny_transformer
 
 
+@pytest.fixture(autouse=True)
+def restore_registries(monkeypatch):
+    """Policy kinds and probes registered by a test's plugins vanish after the test."""
+    from cachekit import probes
+    from cachekit.policies import base
+
+    monkeypatch.setattr(base, "_POLICY_KINDS", dict(base._POLICY_KINDS))
+    monkeypatch.setattr(probes, "_PROBES", dict(probes._PROBES))
+
+
 @pytest.fixture
 def installed_plugin(tmp_path, monkeypatch):
     """A third-party distribution with a ``cachekit`` entry point, importable from tmp_path."""
