@@ -83,8 +83,10 @@ def unet_attention(model: nn.Module, layout: UNetLayout) -> dict[str, list[str]]
     for order, (path, module) in enumerate(model.named_modules()):
         if any(isinstance_str(module, name) for name in TEMPORAL_CONTAINERS):
             temporal_roots.append(path)
+        if not isinstance_str(module, "Attention"):
+            continue
         rank = next((i for i, stage in enumerate(stages) if path.startswith(f"{stage}.")), None)
-        if rank is None or not isinstance_str(module, "Attention"):
+        if rank is None:
             continue
         if context and getattr(module, "is_cross_attention", False):
             kind = "cross_attn"
