@@ -3,21 +3,27 @@
 Run: ``pytest benchmarks/test_unet_speed.py --benchmark-enable -s``. A Stable Diffusion
 pipeline with the SD 1.5 block layout (random weights, no text encoder: prompt embeddings
 are passed in) runs DDIM with batched CFG; every setting is timed side by side in one process
-(interleaved rounds) on the same seed, and printed with its refresh count, the share of the
-UNet's FLOPs it still computes, the ceiling ``1 / share`` and its fidelity to the uncached
-latents.
+(interleaved rounds) on the same seed, and printed with its refresh count, its fidelity to
+the uncached latents and two ceilings: ``1 / (share of the UNet's FLOPs still computed)``, and
+the same with branch 0's share of the UNet's *time* (on a CPU the full-resolution attention
+left outside branch 0 costs more time than its FLOPs say).
 
 The default layout has reduced widths (64/128/256/256, 32x32 latent, 50 steps) so that it
 runs on a laptop CPU in minutes. Environment variables select others:
 
 * ``CACHEKIT_UNET_BENCH_WIDTHS=full``: SD 1.5's widths (320/640/1280/1280);
-* ``CACHEKIT_UNET_BENCH_LATENT`` (default 32) and ``CACHEKIT_UNET_BENCH_STEPS`` (default 50).
+* ``CACHEKIT_UNET_BENCH_LATENT`` (default 32) and ``CACHEKIT_UNET_BENCH_STEPS`` (default 50);
+* ``CACHEKIT_UNET_BENCH_ROUNDS`` (default 3): timed rounds per setting;
+* ``CACHEKIT_UNET_BENCH_CLOCK=cpu``: time by the process's CPU time instead of wall time,
+  steadier on a machine others share (run with ``OMP_NUM_THREADS=1``).
 """
 
 from __future__ import annotations
 
 import copy
 import os
+import statistics
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -29,11 +35,14 @@ from cachekit_unet.inputs import example_inputs
 import cachekit
 from benchmarks.sidebyside import interleaved_medians
 from cachekit.metrics import psnr, region_flop_shares, relative_l1
+from cachekit.modules import get_submodule
 from tests.unet_models import SD15_WIDTHS, prompt_embeds, sd15_unet, sd_pipeline
 
 WIDTHS = SD15_WIDTHS if os.environ.get("CACHEKIT_UNET_BENCH_WIDTHS") == "full" else (64, 128, 256, 256)
 LATENT = int(os.environ.get("CACHEKIT_UNET_BENCH_LATENT", "32"))
 STEPS = int(os.environ.get("CACHEKIT_UNET_BENCH_STEPS", "50"))
+ROUNDS = int(os.environ.get("CACHEKIT_UNET_BENCH_ROUNDS", "3"))
+CLOCK = time.process_time if os.environ.get("CACHEKIT_UNET_BENCH_CLOCK") == "cpu" else time.perf_counter
 CONTEXT = 768
 INTERVALS = (3, 5)
 
@@ -52,11 +61,29 @@ def _generate(pipe: Any) -> torch.Tensor:
     ).images
 
 
-def _branch0_share(pipe: Any) -> float:
-    """Branch 0's share of one UNet forward's FLOPs (batch 2: the CFG batch)."""
-    branch0 = cachekit_regions(pipe.unet)[0]
-    args, kwargs = example_inputs(pipe.unet, batch_size=2)
-    return region_flop_shares(pipe.unet, [branch0], args, kwargs)["branch0"]
+def _branch0_shares(pipe: Any) -> tuple[float, float]:
+    """Branch 0's share of one UNet forward (batch 2: the CFG batch): of its FLOPs, and of its
+    time (median of 5 uncached forwards, timed at the branch's entry and exit)."""
+    unet = pipe.unet
+    branch0 = cachekit_regions(unet)[0]
+    args, kwargs = example_inputs(unet, batch_size=2)
+    flops = region_flop_shares(unet, [branch0], args, kwargs)["branch0"]
+    marks: dict[str, float] = {}
+    hooks = [
+        get_submodule(unet, branch0.entry).register_forward_pre_hook(lambda *_: marks.update(entry=CLOCK())),
+        get_submodule(unet, branch0.exit).register_forward_hook(lambda *_: marks.update(exit=CLOCK())),
+    ]
+    shares = []
+    try:
+        with torch.no_grad():
+            for _ in range(5):
+                start = CLOCK()
+                unet(*args, **kwargs)
+                shares.append((marks["exit"] - marks["entry"]) / (CLOCK() - start))
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return flops, statistics.median(shares)
 
 
 def _cachekit(pipe: Any, interval: int) -> Callable[[], torch.Tensor]:
@@ -103,40 +130,42 @@ def _pyramid_attention_broadcast(pipe: Any) -> Callable[[], torch.Tensor]:
 
 def _table(pipe: Any, candidates: dict[str, Callable[[], torch.Tensor]], refreshes: dict[str, int]) -> list[dict]:
     """Time every candidate side by side; each row also holds the FLOP ceiling and fidelity."""
-    share = _branch0_share(pipe)
+    flop_share, time_share = _branch0_shares(pipe)
     outputs = {name: run() for name, run in candidates.items()}  # also the warm-up round
-    medians = interleaved_medians(candidates, rounds=3, warmup=0)
+    medians = interleaved_medians(candidates, rounds=ROUNDS, warmup=0, clock=CLOCK)
     rows = []
     for name in candidates:
-        computed = 1 - share * (1 - refreshes[name] / STEPS) if name in refreshes else None
+        reused = 1 - refreshes[name] / STEPS if name in refreshes else None
         rows.append(
             {
                 "setting": name,
                 "speedup": medians["none"] / medians[name],
                 "refreshes": refreshes.get(name),
-                "computed_share": computed,
-                "ceiling": 1 / computed if computed else None,
+                "ceiling": None if reused is None else 1 / (1 - flop_share * reused),
+                "time_ceiling": None if reused is None else 1 / (1 - time_share * reused),
                 "psnr": psnr(outputs[name], outputs["none"]),
                 "relative_l1": relative_l1(outputs[name], outputs["none"]),
             }
         )
     print(
-        f"\nSD 1.5 layout, widths {WIDTHS}, {LATENT}x{LATENT} latent, DDIM {STEPS} steps, CFG; "
-        f"branch 0 holds {100 * share:.1f}% of the UNet FLOPs"
+        f"\nSD 1.5 layout, widths {WIDTHS}, {LATENT}x{LATENT} latent, DDIM {STEPS} steps, CFG; branch 0 holds "
+        f"{100 * flop_share:.1f}% of the UNet's FLOPs and {100 * time_share:.1f}% of its time; medians of "
+        f"{ROUNDS} rounds of {CLOCK.__name__}"
     )
-    headers = ("setting", "speedup", "ceiling", "of ceiling", "refreshes", "PSNR dB", "rel L1")
-    print("".join(f"{header:>12}" if index else f"{header:<22}" for index, header in enumerate(headers)))
+    headers = ("setting", "speedup", "ceiling", "of ceiling", "time ceiling", "refreshes", "PSNR dB", "rel L1")
+    print("".join(f"{header:>13}" if index else f"{header:<22}" for index, header in enumerate(headers)))
     for row in rows:
-        ceiling = row["ceiling"]
+        ceiling, time_ceiling = row["ceiling"], row["time_ceiling"]
         cells = (
             f"{row['speedup']:.2f}x",
             f"{ceiling:.2f}x" if ceiling else "-",
             f"{100 * row['speedup'] / ceiling:.1f}%" if ceiling else "-",
+            f"{time_ceiling:.2f}x" if time_ceiling else "-",
             "-" if row["refreshes"] is None else str(row["refreshes"]),
             f"{row['psnr']:.1f}",
             f"{row['relative_l1']:.4f}",
         )
-        print(f"{row['setting']:<22}" + "".join(f"{cell:>12}" for cell in cells))
+        print(f"{row['setting']:<22}" + "".join(f"{cell:>13}" for cell in cells))
     return rows
 
 

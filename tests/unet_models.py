@@ -14,7 +14,6 @@ import torch
 from torch import nn
 
 SD15_DOWN = ("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D")
-SD15_UP = ("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D")
 SD15_WIDTHS = (320, 640, 1280, 1280)
 """Stable Diffusion 1.5's block widths (its cross-attention width is 768)."""
 
@@ -24,76 +23,67 @@ def _seeded(build: Any, seed: int, **config: Any) -> nn.Module:
     return build(**config).eval()
 
 
+def _unet(class_name: str, down: tuple[str, ...], seed: int = 0, **config: Any) -> nn.Module:
+    """A seeded diffusers UNet: ``down`` blocks mirrored on the up path, 2 layers per block,
+    widths 8/16, 4 norm groups, 8x8 latent unless ``config`` says otherwise (``None`` drops a
+    key the class does not take)."""
+    import diffusers
+
+    up = tuple(name.replace("Down", "Up") for name in reversed(down))
+    defaults = {"sample_size": 8, "block_out_channels": (8, 16), "layers_per_block": 2, "norm_num_groups": 4}
+    merged = {**defaults, "down_block_types": down, "up_block_types": up, **config}
+    return _seeded(getattr(diffusers, class_name), seed, **{k: v for k, v in merged.items() if v is not None})
+
+
 def sd15_unet(
     widths: tuple[int, ...] = (32, 32, 64, 64), cross_attention_dim: int = 32, sample_size: int = 16, seed: int = 0
 ) -> nn.Module:
     """``UNet2DConditionModel`` with SD 1.5's layout (4 blocks, 2 layers, 8 heads) at ``widths``."""
-    from diffusers import UNet2DConditionModel
-
-    return _seeded(
-        UNet2DConditionModel,
+    return _unet(
+        "UNet2DConditionModel",
+        SD15_DOWN,
         seed,
         sample_size=sample_size,
         block_out_channels=widths,
-        down_block_types=SD15_DOWN,
-        up_block_types=SD15_UP,
-        layers_per_block=2,
         cross_attention_dim=cross_attention_dim,
         attention_head_dim=8,
         norm_num_groups=min(32, widths[0]),
     )
 
 
+def sd15_full_width() -> nn.Module:
+    """SD 1.5's UNet config (widths 320/640/1280/1280, context 768, 64x64 latent), random
+    weights: the model of the docs' branch table (``cachekit inspect``) and of the benchmark."""
+    return sd15_unet(SD15_WIDTHS, cross_attention_dim=768, sample_size=64)
+
+
 def tiny_sd_unet(in_channels: int = 4, seed: int = 0) -> nn.Module:
     """The smallest SD-layout UNet (8x8 latent, widths 8/16/16/16); 9 input channels for inpainting."""
-    from diffusers import UNet2DConditionModel
-
-    return _seeded(
-        UNet2DConditionModel,
+    return _unet(
+        "UNet2DConditionModel",
+        SD15_DOWN,
         seed,
-        sample_size=8,
         in_channels=in_channels,
         block_out_channels=(8, 16, 16, 16),
-        down_block_types=SD15_DOWN,
-        up_block_types=SD15_UP,
-        layers_per_block=2,
         cross_attention_dim=8,
         attention_head_dim=4,
-        norm_num_groups=4,
     )
 
 
 def tiny_unet2d(seed: int = 0) -> nn.Module:
     """``UNet2DModel`` with a plain and an attention block, as DDPM/DDIM pipelines use."""
-    from diffusers import UNet2DModel
-
-    return _seeded(
-        UNet2DModel,
-        seed,
-        sample_size=8,
-        in_channels=3,
-        out_channels=3,
-        block_out_channels=(8, 16),
-        layers_per_block=2,
-        down_block_types=("DownBlock2D", "AttnDownBlock2D"),
-        up_block_types=("AttnUpBlock2D", "UpBlock2D"),
-        attention_head_dim=4,
-        norm_num_groups=4,
+    return _unet(
+        "UNet2DModel", ("DownBlock2D", "AttnDownBlock2D"), seed, in_channels=3, out_channels=3, attention_head_dim=4
     )
 
 
 def tiny_sdxl_unet(seed: int = 0) -> nn.Module:
     """SDXL's layout (3 blocks, the first without attention, text-time added conditioning)."""
-    from diffusers import UNet2DConditionModel
-
-    return _seeded(
-        UNet2DConditionModel,
+    return _unet(
+        "UNet2DConditionModel",
+        ("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
         seed,
-        sample_size=8,
         block_out_channels=(8, 16, 16),
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
-        up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
-        layers_per_block=2,
         transformer_layers_per_block=(1, 1, 2),
         attention_head_dim=(2, 4, 4),
         use_linear_projection=True,
@@ -101,63 +91,47 @@ def tiny_sdxl_unet(seed: int = 0) -> nn.Module:
         addition_embed_type="text_time",
         addition_time_embed_dim=4,
         projection_class_embeddings_input_dim=8 + 6 * 4,
-        norm_num_groups=4,
     )
+
+
+TWO_BLOCKS = ("DownBlock2D", "CrossAttnDownBlock2D")
 
 
 def tiny_audioldm_unet(seed: int = 0) -> nn.Module:
     """AudioLDM's (and MusicLDM's) layout: text embedding as a class label, no cross context."""
-    from diffusers import UNet2DConditionModel
-
-    return _seeded(
-        UNet2DConditionModel,
+    return _unet(
+        "UNet2DConditionModel",
+        TWO_BLOCKS,
         seed,
-        sample_size=8,
-        block_out_channels=(8, 16),
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-        layers_per_block=2,
         cross_attention_dim=(8, 16),
         attention_head_dim=4,
         class_embed_type="simple_projection",
         projection_class_embeddings_input_dim=8,
         class_embeddings_concat=True,
-        norm_num_groups=4,
     )
 
 
 def tiny_audioldm2_unet(seed: int = 0) -> nn.Module:
     """AudioLDM2's UNet: self-attention plus two cross-attentions after every resnet."""
-    from diffusers.pipelines.audioldm2.modeling_audioldm2 import AudioLDM2UNet2DConditionModel
-
-    return _seeded(
-        AudioLDM2UNet2DConditionModel,
+    return _unet(
+        "AudioLDM2UNet2DConditionModel",
+        TWO_BLOCKS,
         seed,
-        sample_size=8,
-        block_out_channels=(8, 16),
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-        layers_per_block=2,
         cross_attention_dim=([None, 8, 12], [None, 8, 12]),
         attention_head_dim=4,
-        norm_num_groups=4,
     )
 
 
 def tiny_svd_unet(in_channels: int = 8, seed: int = 0) -> nn.Module:
     """``UNetSpatioTemporalConditionModel`` (Stable Video Diffusion's layout, 2 blocks)."""
-    from diffusers import UNetSpatioTemporalConditionModel
-
-    return _seeded(
-        UNetSpatioTemporalConditionModel,
+    return _unet(
+        "UNetSpatioTemporalConditionModel",
+        ("CrossAttnDownBlockSpatioTemporal", "DownBlockSpatioTemporal"),
         seed,
-        sample_size=8,
         in_channels=in_channels,
         out_channels=4,
         block_out_channels=(32, 32),
-        down_block_types=("CrossAttnDownBlockSpatioTemporal", "DownBlockSpatioTemporal"),
-        up_block_types=("UpBlockSpatioTemporal", "CrossAttnUpBlockSpatioTemporal"),
-        layers_per_block=2,
+        norm_num_groups=None,
         cross_attention_dim=16,
         num_attention_heads=(2, 4),
         addition_time_embed_dim=4,
@@ -168,39 +142,25 @@ def tiny_svd_unet(in_channels: int = 8, seed: int = 0) -> nn.Module:
 
 def tiny_unet3d(seed: int = 0) -> nn.Module:
     """``UNet3DConditionModel`` (text-to-video: temporal convolutions and attentions per layer)."""
-    from diffusers import UNet3DConditionModel
-
-    return _seeded(
-        UNet3DConditionModel,
+    return _unet(
+        "UNet3DConditionModel",
+        ("CrossAttnDownBlock3D", "DownBlock3D"),
         seed,
-        sample_size=8,
-        block_out_channels=(8, 16),
-        down_block_types=("CrossAttnDownBlock3D", "DownBlock3D"),
-        up_block_types=("UpBlock3D", "CrossAttnUpBlock3D"),
-        layers_per_block=2,
         cross_attention_dim=8,
         attention_head_dim=4,
-        norm_num_groups=4,
     )
 
 
 def tiny_motion_unet(seed: int = 0) -> nn.Module:
     """``UNetMotionModel`` (AnimateDiff: a motion module after every layer)."""
-    from diffusers import UNetMotionModel
-
-    return _seeded(
-        UNetMotionModel,
+    return _unet(
+        "UNetMotionModel",
+        ("CrossAttnDownBlockMotion", "DownBlockMotion"),
         seed,
-        sample_size=8,
-        block_out_channels=(8, 16),
-        down_block_types=("CrossAttnDownBlockMotion", "DownBlockMotion"),
-        up_block_types=("UpBlockMotion", "CrossAttnUpBlockMotion"),
-        layers_per_block=2,
         cross_attention_dim=8,
         num_attention_heads=2,
         motion_num_attention_heads=2,
         motion_max_seq_length=8,
-        norm_num_groups=4,
     )
 
 
