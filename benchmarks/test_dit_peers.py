@@ -71,7 +71,9 @@ def flux_shaped(head_dim: int = 64, side: int = 16) -> tuple[Any, Generate]:
     """The Flux-shaped pipeline: 4 heads of ``head_dim``, a ``side`` x ``side`` token grid."""
     from diffusers import FlowMatchEulerDiscreteScheduler, FluxPipeline, FluxTransformer2DModel
 
-    rope = (head_dim // 8, 7 * head_dim // 16, 7 * head_dim // 16)
+    first = max(2, head_dim // 16 * 2)
+    second = (head_dim - first) // 4 * 2
+    rope = (first, second, head_dim - first - second)  # even parts: (8, 28, 28) at 64
     transformer = seeded(
         lambda: FluxTransformer2DModel(
             patch_size=1,
@@ -155,120 +157,151 @@ def cachekit_setting(pipe: Any, generate: Generate, name: str, config: dict[str,
 
 
 def cachekit_settings(pipe: Any, generate: Generate) -> list[Setting]:
-    """Never reusing (the hooks' overhead), uniform over the whole trunk, similarity on the first
-    block's residual (First-Block-Cache's rule) and on the trunk's input (TeaCache's)."""
+    """Never reusing (the hooks' overhead); uniform over the whole trunk, with and without 8
+    warm-up steps (the peers' defaults warm up too: DBCache 8 steps, MagCache 20%); similarity
+    on the first block's residual (First-Block-Cache's rule; with warm-up, DBCache's setting)
+    and on the trunk's input (TeaCache's); self-attention every other step (PAB's)."""
     length = len(pipe.transformer.transformer_blocks) + len(getattr(pipe.transformer, "single_transformer_blocks", ()))
     trunk = f"blocks[0:{length}]"
-    settings = [cachekit_setting(pipe, generate, "never reuse", {"policy": {"kind": "uniform", "interval": 1}})]
-    settings += [
-        cachekit_setting(
-            pipe,
-            generate,
-            f"uniform {interval}",
-            {"regions": [trunk], "policy": {"kind": "uniform", "interval": interval}},
-        )
-        for interval in (2, 3, 4, 6)
-    ]
-    settings += [
-        cachekit_setting(
-            pipe,
-            generate,
-            f"similarity first-block {threshold}",
-            {"policy": {"kind": "similarity", "probe": "entry_residual", "threshold": threshold}},
-        )
-        for threshold in (0.1, 0.2)
-    ]
-    settings += [
-        cachekit_setting(
-            pipe,
-            generate,
-            f"similarity input {threshold}",
-            {"regions": [trunk], "policy": {"kind": "similarity", "threshold": threshold}},
-        )
-        for threshold in (0.02, 0.05, 0.1, 0.2)
-    ]
+    uniform = [(interval, 0) for interval in (2, 3, 4, 6)] + [(interval, 8) for interval in (4, 8, 10)]
+    first_block = [(threshold, 1) for threshold in (0.1, 0.2)] + [(threshold, 8) for threshold in (0.2, 0.3)]
+    trunk_input = [(threshold, 1) for threshold in (0.02, 0.05, 0.1, 0.2, 0.5)] + [(0.8, 8)]
     attention = [
         region.name
         for region in get_plugin_manager().hook.cachekit_regions(model=pipe.transformer)
         if region.name.endswith((".attn", ".attn1"))
     ]
-    settings.append(
-        cachekit_setting(
-            pipe,
-            generate,
-            "self-attention uniform 2, warm-up 6",
+    variants: list[tuple[str, dict[str, Any]]] = [("never reuse", {"policy": {"kind": "uniform", "interval": 1}})]
+    variants += [
+        (
+            f"uniform {interval}{warmed(warmup)}",
+            {"regions": [trunk], "policy": {"kind": "uniform", "interval": interval, "warmup_steps": warmup}},
+        )
+        for interval, warmup in uniform
+    ]
+    variants += [
+        (
+            f"first-block {threshold}{warmed(warmup)}",
+            {
+                "policy": {
+                    "kind": "similarity",
+                    "probe": "entry_residual",
+                    "threshold": threshold,
+                    "warmup_steps": warmup,
+                }
+            },
+        )
+        for threshold, warmup in first_block
+    ]
+    variants += [
+        (
+            f"input {threshold}{warmed(warmup)}",
+            {"regions": [trunk], "policy": {"kind": "similarity", "threshold": threshold, "warmup_steps": warmup}},
+        )
+        for threshold, warmup in trunk_input
+    ]
+    variants.append(
+        (
+            "self-attention 2, warm-up 6",
             {"regions": attention, "policy": {"kind": "uniform", "interval": 2, "warmup_steps": 6}},
         )
     )
-    return settings
+    return [cachekit_setting(pipe, generate, name, config) for name, config in variants]
 
 
-def diffusers_setting(pipe: Any, generate: Generate, name: str, make_config: Callable[[], Any]) -> Setting:
-    """A diffusers cache config enabled for one generation. The call is wrapped in a cache
-    context, which pipelines such as PixArt-α do not set and diffusers' hooks require."""
+def warmed(steps: int) -> str:
+    """``", warm-up 8"`` for a setting whose first ``steps`` > 1 steps always refresh."""
+    return f", warm-up {steps}" if steps > 1 else ""
+
+
+def with_transformer(pipe: Any, transformer: Any) -> Any:
+    """A pipeline sharing every component of ``pipe`` but its transformer."""
+    return type(pipe)(**{**pipe.components, "transformer": transformer})
+
+
+def diffusers_setting(pipe: Any, generate: Generate, name: str, apply: str, config: Any) -> Setting:
+    """A diffusers cache applied with ``diffusers.hooks.<apply>`` to a copy of the transformer.
+
+    diffusers' ``enable_cache`` exists only on transformers with its ``CacheMixin`` (not
+    PixArt's), and its hooks need a cache context, which PixArt-α's pipeline never sets; the
+    copy gets one around each generation and its hook state is reset after (as pipelines do
+    for ``CacheMixin`` models).
+    """
+    from diffusers import hooks
+    from diffusers.hooks.hooks import CacheContext, HookRegistry, _set_cache_context
+
+    transformer = copy.deepcopy(pipe.transformer)
+    getattr(hooks, apply)(transformer, config(transformer) if callable(config) else config)
+    copied = with_transformer(pipe, transformer)
 
     def run() -> torch.Tensor:
-        pipe.transformer.enable_cache(make_config())
+        _set_cache_context(transformer, CacheContext("generation"))
         try:
-            with pipe.transformer.cache_context("generation"):
-                return generate(pipe)
+            return generate(copied)
         finally:
-            pipe.transformer.disable_cache()
+            _set_cache_context(transformer, None)
+            HookRegistry.check_if_exists_or_initialize(transformer).reset_stateful_hooks()
 
     return Setting("diffusers", name, run)
+
+
+def current_timestep(transformer: Any) -> Callable[[], float]:
+    """The timestep (0 to 1000) of the transformer's latest call, for PAB's skip range."""
+    scale = 1000.0 if type(transformer).__name__ == "FluxTransformer2DModel" else 1.0  # Flux gets t / 1000
+    latest: dict[str, float] = {}
+
+    def record(module: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        latest["t"] = scale * float(kwargs["timestep"].reshape(-1)[0])
+
+    transformer.register_forward_pre_hook(record, with_kwargs=True)
+    return lambda: latest["t"]
 
 
 def magcache_ratios(pipe: Any, generate: Generate) -> list[float]:
     """MagCache's calibration run: the per-step magnitude ratios it prints for this model."""
     from diffusers import MagCacheConfig
 
+    calibration = diffusers_setting(
+        pipe, generate, "calibration", "apply_mag_cache", MagCacheConfig(calibrate=True, num_inference_steps=STEPS)
+    )
     printed = io.StringIO()
-    pipe.transformer.enable_cache(MagCacheConfig(calibrate=True, num_inference_steps=STEPS))
-    try:
-        with contextlib.redirect_stdout(printed), pipe.transformer.cache_context("generation"):
-            generate(pipe)
-    finally:
-        pipe.transformer.disable_cache()
+    with contextlib.redirect_stdout(printed):
+        calibration.run()
     lines = printed.getvalue().splitlines()
     marker = next(index for index, line in enumerate(lines) if "Calibration Complete" in line)
     return ast.literal_eval(lines[marker + 1])
 
 
 def diffusers_settings(pipe: Any, generate: Generate) -> list[Setting]:
+    """FirstBlockCache, TaylorSeer (full and lite), PAB (self-attention every other step, its
+    default timestep range) and MagCache calibrated on this model."""
     from diffusers import FirstBlockCacheConfig, MagCacheConfig, PyramidAttentionBroadcastConfig, TaylorSeerCacheConfig
 
     ratios = magcache_ratios(pipe, generate)
-    settings = [
-        diffusers_setting(
-            pipe,
-            generate,
-            f"FirstBlockCache {threshold}",
-            lambda threshold=threshold: FirstBlockCacheConfig(threshold=threshold),
-        )
+    variants: list[tuple[str, str, Any]] = [
+        (f"FirstBlockCache {threshold}", "apply_first_block_cache", FirstBlockCacheConfig(threshold=threshold))
         for threshold in (0.1, 0.2)
     ]
-    settings += [
-        diffusers_setting(pipe, generate, "TaylorSeer", TaylorSeerCacheConfig),
-        diffusers_setting(pipe, generate, "TaylorSeer lite", lambda: TaylorSeerCacheConfig(use_lite_mode=True)),
-        diffusers_setting(
-            pipe,
-            generate,
+    variants += [
+        ("TaylorSeer", "apply_taylorseer_cache", TaylorSeerCacheConfig()),
+        ("TaylorSeer lite", "apply_taylorseer_cache", TaylorSeerCacheConfig(use_lite_mode=True)),
+        (
             "PAB",
-            lambda: PyramidAttentionBroadcastConfig(
-                spatial_attention_block_skip_range=2, current_timestep_callback=lambda: pipe.current_timestep
+            "apply_pyramid_attention_broadcast",
+            lambda transformer: PyramidAttentionBroadcastConfig(
+                spatial_attention_block_skip_range=2, current_timestep_callback=current_timestep(transformer)
             ),
         ),
     ]
-    settings += [
-        diffusers_setting(
-            pipe,
-            generate,
+    variants += [
+        (
             f"MagCache K={skips}",
-            lambda skips=skips: MagCacheConfig(mag_ratios=ratios, num_inference_steps=STEPS, max_skip_steps=skips),
+            "apply_mag_cache",
+            MagCacheConfig(mag_ratios=ratios, num_inference_steps=STEPS, max_skip_steps=skips),
         )
         for skips in (3, 5)
     ]
-    return settings
+    return [diffusers_setting(pipe, generate, name, apply, config) for name, apply, config in variants]
 
 
 def cache_dit_settings(pipe: Any, generate: Generate) -> list[Setting]:
@@ -315,16 +348,35 @@ def measure(model: str, pipe: Any, generate: Generate, settings: list[Setting]) 
         for setting in settings
     ]
     print_table(model, base_time, rows)
+    print_verdicts(rows)
     return rows
+
+
+def print_verdicts(rows: list[dict[str, Any]]) -> None:
+    """For each peer setting, cachekit's fastest setting at least as faithful (PSNR)."""
+    ours = [row for row in rows if row["tool"] == "cachekit"]
+    print("\npeer setting -> cachekit's fastest at >= its PSNR (speedup; FLOP share)")
+    for peer in (row for row in rows if row["tool"] not in ("cachekit", "none")):
+        matches = [row for row in ours if row["psnr"] >= peer["psnr"]]
+        best = max(matches, key=lambda row: row["speedup"], default=None)
+        verdict = (
+            "none"
+            if best is None
+            else (
+                f"{best['setting']}: {best['speedup']:.2f}x vs {peer['speedup']:.2f}x; "
+                f"{100 * best['flop_share']:.1f}% vs {100 * peer['flop_share']:.1f}%"
+            )
+        )
+        print(f"  {peer['tool']} {peer['setting']} ({peer['psnr']:.1f} dB) -> {verdict}")
 
 
 def print_table(model: str, base_time: float, rows: list[dict[str, Any]]) -> None:
     print(f"\n{model}: {STEPS} steps, uncached {base_time:.2f} s CPU (median of {ROUNDS} interleaved rounds, 1 thread)")
-    print(f"{'tool':<10}{'setting':<30}{'speedup':>9}{'FLOPs':>8}{'refreshes':>11}{'PSNR dB':>9}{'rel L1':>9}")
+    print(f"{'tool':<10}{'setting':<34}{'speedup':>9}{'FLOPs':>8}{'refreshes':>11}{'PSNR dB':>9}{'rel L1':>9}")
     for row in rows:
         refreshes = "-" if row["refreshes"] is None else str(row["refreshes"])
         print(
-            f"{row['tool']:<10}{row['setting']:<30}{row['speedup']:>8.2f}x{100 * row['flop_share']:>7.1f}%"
+            f"{row['tool']:<10}{row['setting']:<34}{row['speedup']:>8.2f}x{100 * row['flop_share']:>7.1f}%"
             f"{refreshes:>11}{row['psnr']:>9.1f}{row['relative_l1']:>9.4f}"
         )
 
@@ -393,7 +445,7 @@ def test_hook_overhead(benchmark: Any) -> None:
     """
     pytest.importorskip("diffusers")
     torch.set_num_threads(1)
-    tiny, generate_tiny = flux_shaped(head_dim=8, side=4)
+    tiny, generate_tiny = flux_shaped(head_dim=16, side=4)
     never = {"policy": {"kind": "uniform", "interval": 1}}
 
     def hooked() -> torch.Tensor:

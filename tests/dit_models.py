@@ -105,6 +105,27 @@ def tiny_flux(num_layers: int = 2, num_single_layers: int = 2, guidance_embeds: 
     )
 
 
+def tiny_flux_kin(class_name: str) -> nn.Module:
+    """A tiny Bria, LongCat-Image or Ovis-Image transformer: Flux's two block lists and signatures."""
+    import diffusers
+
+    cls = getattr(diffusers, class_name)
+    extra = {"out_channels": 8} if class_name == "OvisImageTransformer2DModel" else {}  # Ovis defaults to 64
+    return seeded(
+        lambda: cls(
+            **extra,
+            patch_size=1,
+            in_channels=8,
+            num_layers=2,
+            num_single_layers=2,
+            attention_head_dim=HEAD_DIM,
+            num_attention_heads=HEADS,
+            joint_attention_dim=24,
+            axes_dims_rope=(2, 2, 4),
+        )
+    )
+
+
 def tiny_sana(num_layers: int = 4) -> nn.Module:
     from diffusers import SanaTransformer2DModel
 

@@ -95,6 +95,18 @@ class TestFluxSublayers(TestFlux):
     }
 
 
+class TestBria(TestFlux):
+    build = staticmethod(lambda: dit_models.tiny_flux_kin("BriaTransformer2DModel"))
+
+
+class TestLongCatImage(TestFlux):
+    build = staticmethod(lambda: dit_models.tiny_flux_kin("LongCatImageTransformer2DModel"))
+
+
+class TestOvisImage(TestFlux):
+    build = staticmethod(lambda: dit_models.tiny_flux_kin("OvisImageTransformer2DModel"))
+
+
 class TestTimmStyleDiT(DiTConformance):
     """A DiT-paper-style model of the user's own: no config beyond the policy."""
 

@@ -1,5 +1,6 @@
-"""cachekit plugin for DiT transformers: diffusers' DiT, PixArt, SD3, Flux, Sana, HunyuanDiT,
-and timm-based DiTs laid out as in the DiT paper's code.
+"""cachekit plugin for DiT transformers: diffusers' DiT, PixArt, SD3, Flux (and Bria,
+LongCat-Image, Ovis-Image, laid out as Flux), Sana, HunyuanDiT, and timm-based DiTs laid out as
+in the DiT paper's code.
 
 Regions, by name (see :mod:`cachekit_dit.names`):
 

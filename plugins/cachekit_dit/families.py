@@ -56,7 +56,16 @@ FAMILIES: tuple[Family, ...] = (
         SINGLE_STREAM,
     ),
     Family(("SD3Transformer2DModel",), ("transformer_blocks",), DUAL_STREAM),
-    Family(("FluxTransformer2DModel",), ("transformer_blocks", "single_transformer_blocks"), DUAL_STREAM),
+    Family(
+        (
+            "FluxTransformer2DModel",
+            "BriaTransformer2DModel",
+            "LongCatImageTransformer2DModel",
+            "OvisImageTransformer2DModel",
+        ),
+        ("transformer_blocks", "single_transformer_blocks"),
+        DUAL_STREAM,
+    ),
     Family(("HunyuanDiT2DModel",), ("blocks",), SINGLE_STREAM, hunyuan_skip_pairs),
 )
 """The diffusers transformers mapped, by family."""

@@ -88,20 +88,25 @@ def _sd3(model: nn.Module, batch_size: int, generator: torch.Generator) -> dict[
     }
 
 
-@_builds("FluxTransformer2DModel")
+@_builds(
+    "FluxTransformer2DModel", "BriaTransformer2DModel", "LongCatImageTransformer2DModel", "OvisImageTransformer2DModel"
+)
 def _flux(model: nn.Module, batch_size: int, generator: torch.Generator, side: int = 4) -> dict[str, Any]:
+    """Flux and its kin: packed image tokens with their 3-axis position ids, text tokens,
+    and the pooled text and guidance inputs where the model takes them."""
     config = model.config
     rows, cols = torch.meshgrid(torch.arange(side), torch.arange(side), indexing="ij")
     image_ids = torch.stack([torch.zeros_like(rows), rows, cols], dim=-1).reshape(-1, 3).float()
     kwargs = {
         "hidden_states": _randn(generator, batch_size, side * side, config.in_channels),
         "encoder_hidden_states": _randn(generator, batch_size, TEXT_TOKENS, config.joint_attention_dim),
-        "pooled_projections": _randn(generator, batch_size, config.pooled_projection_dim),
         "timestep": _timesteps(batch_size, 0.5),
         "img_ids": image_ids,
         "txt_ids": torch.zeros(TEXT_TOKENS, 3),
     }
-    if config.guidance_embeds:
+    if config.get("pooled_projection_dim") and "pooled_projections" in inspect.signature(model.forward).parameters:
+        kwargs["pooled_projections"] = _randn(generator, batch_size, config.pooled_projection_dim)
+    if config.get("guidance_embeds"):
         kwargs["guidance"] = _timesteps(batch_size, 3.5)
     return kwargs
 
