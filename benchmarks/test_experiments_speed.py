@@ -91,7 +91,7 @@ def _print(title: str, rows: list[dict[str, Any]]) -> None:
     ("source", "call", "settings"),
     [
         ("digits-unet", {"batch_size": SAMPLES}, UNET_SETTINGS),
-        ("digits-dit", {"class_labels": [i % 10 for i in range(SAMPLES)], "guidance_scale": 2.0}, DIT_SETTINGS),
+        ("digits-dit", {"class_labels": [i % 10 for i in range(SAMPLES)], "guidance_scale": 1.5}, DIT_SETTINGS),
     ],
     ids=["digits-unet", "digits-dit"],
 )

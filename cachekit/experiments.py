@@ -121,10 +121,20 @@ class SettingRun:
     """The samples of one setting and what was measured while sampling them."""
 
     images: torch.Tensor
-    loop_seconds: float
-    generations: int
+    laps: list[float]
+    """Seconds of the denoising loop of each pipeline call (each batch), in order."""
     calls: dict[str, int]
     first_inputs: dict[str, tuple[tuple[Any, ...], dict[str, Any]]]
+
+    @property
+    def loop_seconds(self) -> float:
+        """Seconds of every denoising loop together."""
+        return sum(self.laps)
+
+    @property
+    def generations(self) -> int:
+        """Pipeline calls made."""
+        return len(self.laps)
 
 
 @dataclass
@@ -215,9 +225,14 @@ class ExperimentRunner:
             self._generate(pipeline, sampling.seed_list()[:1], LoopRecorder(denoisers), steps=2)  # warm-up
             for setting in todo:
                 bar.set_description(setting.name)
+                reference = None
+                if setting.name != BASELINE:  # the uncached first batch, timed right before this setting's
+                    reference = self._generate(
+                        pipeline, sampling.seed_list()[: sampling.batch_size], LoopRecorder(denoisers, synchronize)
+                    ).laps[0]
                 run, handle = self._run_setting(pipeline, setting, denoisers, synchronize, bar)
-                baseline = None if setting.name == BASELINE else self._baseline(rows[BASELINE])
-                rows[setting.name] = self._row(setting, run, handle, denoisers, baseline)
+                baseline = None if setting.name == BASELINE else self._baseline()
+                rows[setting.name] = self._row(setting, run, handle, denoisers, baseline, reference)
                 self._save_samples(setting.name, run.images)
                 self._write(ExperimentResults(list(rows.values()), self.output_dir, "psnr"), figures=False)
         return rows
@@ -238,11 +253,11 @@ class ExperimentRunner:
             raise ExperimentError(f"no plugin found a denoiser in {type(pipeline).__name__} loaded from {spec.label!r}")
         return pipeline, denoisers
 
-    def _baseline(self, row: dict[str, Any]) -> tuple[torch.Tensor, dict[str, Any]]:
-        """The baseline's samples (read back from disk once) and its row."""
+    def _baseline(self) -> torch.Tensor:
+        """The baseline's samples, read back from disk once."""
         if self._baseline_images is None:
             self._baseline_images = torch.load(self._samples_path(BASELINE), weights_only=True)
-        return self._baseline_images, row
+        return self._baseline_images
 
     @cached_property
     def scorer(self) -> SampleScorer | None:
@@ -271,18 +286,17 @@ class ExperimentRunner:
         self, pipeline: Any, seeds: list[int], recorder: LoopRecorder, steps: int | None = None, bar: Any = None
     ) -> SettingRun:
         sampling = self.config.sampling
-        images, seconds, generations = [], 0.0, 0
+        images, laps = [], []
         with recorder.installed():
             for start in range(0, len(seeds), sampling.batch_size):
                 index = range(start, min(start + sampling.batch_size, len(seeds)))
                 kwargs = self._call_kwargs([seeds[i] for i in index], index, steps or sampling.steps)
                 output = pipeline(**kwargs)
-                seconds += recorder.lap()
-                generations += 1
+                laps.append(recorder.lap())
                 images.append(_as_images(output))
                 if bar is not None:
                     bar.update(1)
-        return SettingRun(torch.cat(images), seconds, generations, dict(recorder.calls), recorder.first_inputs)
+        return SettingRun(torch.cat(images), laps, dict(recorder.calls), recorder.first_inputs)
 
     def _call_kwargs(self, seeds: list[int], index: range, steps: int) -> dict[str, Any]:
         sampling = self.config.sampling
@@ -310,9 +324,15 @@ class ExperimentRunner:
         run: SettingRun,
         handle: CacheHandle | None,
         denoisers: dict[str, torch.nn.Module],
-        baseline: tuple[torch.Tensor, dict[str, Any]] | None,
+        baseline: torch.Tensor | None,
+        reference_seconds: float | None,
     ) -> dict[str, Any]:
-        """One result row; ``baseline`` is ``None`` for the baseline itself."""
+        """One result row; ``baseline`` (its samples) is ``None`` for the baseline itself.
+
+        The speedup divides ``reference_seconds``, the uncached loop on the first batch timed
+        just before this setting, by this setting's loop on that same batch: both measured
+        within the same minute, so a shared machine's changing load cancels out.
+        """
         cache = setting.cache
         row: dict[str, Any] = {
             "setting": setting.name,
@@ -320,7 +340,7 @@ class ExperimentRunner:
             "regions": "" if handle is None else " ".join(handle.regions),
             "samples": len(run.images),
             "loop_seconds": run.loop_seconds,
-            "speedup": 1.0,
+            "speedup": 1.0 if reference_seconds is None else reference_seconds / max(run.laps[0], 1e-12),
             "refreshes": _per_generation(handle.stats.refreshes if handle else sum(run.calls.values()), run),
             "calls": _per_generation(
                 handle.stats.refreshes + handle.stats.reuses if handle else sum(run.calls.values()), run
@@ -328,11 +348,8 @@ class ExperimentRunner:
             "flops_share": 1.0 if handle is None else self._flops_share(handle, run, denoisers),
         }
         row.update(dict.fromkeys(FIDELITY_METRICS))
-        if baseline is not None:
-            reference, baseline_row = baseline
-            row["speedup"] = baseline_row["loop_seconds"] / max(run.loop_seconds, 1e-12)
-            if setting.name != NOISE_FLOOR:
-                row.update(_fidelity(run.images, reference))
+        if baseline is not None and setting.name != NOISE_FLOOR:
+            row.update(_fidelity(run.images, baseline))
         if self.scorer is not None:
             row.update(self.scorer(run.images, self._labels(len(run.images))))
         row["fingerprint"] = _setting_digest(setting)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -12,7 +13,7 @@ from cachekit_digits.models import WEIGHTS_DIR
 from cachekit_digits.quality import DigitsScorer, frechet_distance, shipped_classifier
 
 import cachekit
-from cachekit.experiment_config import ModelSpec
+from cachekit.experiment_config import ModelSpec, load_experiment
 from cachekit.plugin_manager import get_plugin_manager
 
 SAMPLES = 64
@@ -28,9 +29,9 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
-def sample(pipe, **call) -> torch.Tensor:
-    generators = [torch.Generator().manual_seed(seed) for seed in range(SAMPLES)]
-    return pipe(num_inference_steps=STEPS, generator=generators, output_type="pt", **call).images
+def sample(pipe, count: int = SAMPLES, steps: int = STEPS, **call) -> torch.Tensor:
+    generators = [torch.Generator().manual_seed(seed) for seed in range(count)]
+    return pipe(num_inference_steps=steps, generator=generators, output_type="pt", **call).images
 
 
 @pytest.fixture(scope="module")
@@ -140,7 +141,16 @@ def test_unet_samples_are_recognisable_digits_and_near_free_at_interval_2(unet_p
 
 
 def test_dit_samples_show_the_requested_digit(dit_pipe):
-    labels = [i % 10 for i in range(SAMPLES)]
-    scores = DigitsScorer()(sample(dit_pipe, class_labels=labels, guidance_scale=2.0), torch.tensor(labels))
+    labels = [i % 10 for i in range(40)]  # DDIM 25 steps, guidance 1.5: keeps the test short
+    images = sample(dit_pipe, count=40, steps=25, class_labels=labels, guidance_scale=1.5)
+    scores = DigitsScorer()(images, torch.tensor(labels))
     assert scores["class_accuracy"] >= 0.9
     assert scores["fd"] < 3 * reference_fd()
+
+
+@pytest.mark.parametrize("example", ["digits_unet_sweep", "digits_dit_sweep"])
+def test_the_digits_example_configs_name_regions_the_models_have(example, unet_pipe, dit_pipe):
+    config = load_experiment(Path(__file__).parents[1] / "examples" / f"{example}.yaml")
+    pipe = {"digits-unet": unet_pipe, "digits-dit": dit_pipe}[config.model.source]
+    for setting in config.settings:
+        cachekit.enable(pipe, setting.cache).disable()

@@ -236,3 +236,23 @@ def test_cachekit_run_prints_the_table_and_where_the_files_are(tmp_path, capsys)
     path.write_text("model: {builder: tiny-unet}\npolicies: [{intervall: 2}]\n")
     assert main(["run", str(path), "--quiet"]) == 2
     assert "did you mean 'interval'" in capsys.readouterr().err
+
+
+def test_cachekit_demo_runs_the_default_experiment_on_the_shipped_unet(tmp_path, capsys, monkeypatch):
+    assert experiments.DEMO_EXPERIMENT["model"] == {"source": "digits-unet"}
+    demo = ExperimentRunner(experiments.DEMO_EXPERIMENT).config
+    assert demo.sampling.steps == 50 and [s.cache.regions for s in demo.settings] == [("branch0",)] * 4
+    small = {**experiments.DEMO_EXPERIMENT, "sampling": {"steps": 4, "num_samples": 4, "batch_size": 4}}
+    monkeypatch.setattr(experiments, "DEMO_EXPERIMENT", small)  # the same experiment, fewer samples and steps
+    assert main(["demo", "--out", str(tmp_path), "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    for name in (
+        "none",
+        "uniform interval=2 @branch0",
+        "uniform interval=5 @branch0",
+        "nonuniform interval=5 @branch0",
+    ):
+        assert f"\n{name} " in printed
+    assert f"sample grids: {tmp_path / 'grids'}" in printed
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert saved["model"]["source"] == "digits-unet" and saved["fidelity_metric"] == "fd"
