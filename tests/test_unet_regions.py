@@ -102,31 +102,18 @@ def test_audioldm2_layers_keep_all_their_attentions() -> None:
 
 
 def test_a_unet_without_mid_block_offers_no_empty_branch() -> None:
-    from diffusers import UNet2DModel
-
-    torch.manual_seed(0)
-    model = UNet2DModel(
-        block_out_channels=(8, 16),
-        down_block_types=("DownBlock2D", "DownBlock2D"),
-        up_block_types=("UpBlock2D", "UpBlock2D"),
-        norm_num_groups=4,
-        mid_block_type=None,
-        sample_size=8,
-    )
+    model = unet_models.build_unet("UNet2DModel", ("DownBlock2D", "DownBlock2D"), mid_block_type=None)
     names = [region.name for region in regions(model)]
     assert names == [f"branch{k}" for k in range(5)]  # skip 5 feeds the up path directly
 
 
 def test_other_models_are_left_to_other_plugins() -> None:
-    from diffusers import UNet2DModel
-
-    torch.manual_seed(0)
-    score_sde = UNet2DModel(
+    score_sde = unet_models.build_unet(
+        "UNet2DModel",
+        ("SkipDownBlock2D", "AttnSkipDownBlock2D"),
         block_out_channels=(32, 64),
-        down_block_types=("SkipDownBlock2D", "AttnSkipDownBlock2D"),
-        up_block_types=("AttnSkipUpBlock2D", "SkipUpBlock2D"),
+        norm_num_groups=32,
         attention_head_dim=8,
-        sample_size=8,
     )
     for model in (tiny_transformer(), score_sde):
         assert regions(model) is None

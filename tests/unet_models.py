@@ -23,23 +23,27 @@ def _seeded(build: Any, seed: int, **config: Any) -> nn.Module:
     return build(**config).eval()
 
 
-def _unet(class_name: str, down: tuple[str, ...], seed: int = 0, **config: Any) -> nn.Module:
+def build_unet(class_name: str, down: tuple[str, ...], seed: int = 0, **config: Any) -> nn.Module:
     """A seeded diffusers UNet: ``down`` blocks mirrored on the up path, 2 layers per block,
-    widths 8/16, 4 norm groups, 8x8 latent unless ``config`` says otherwise (``None`` drops a
-    key the class does not take)."""
+    widths 8/16, 4 norm groups (for classes that take them), 8x8 latent, unless ``config``
+    says otherwise."""
+    import inspect
+
     import diffusers
 
-    up = tuple(name.replace("Down", "Up") for name in reversed(down))
+    build = getattr(diffusers, class_name)
+    accepted = inspect.signature(build.__init__).parameters
     defaults = {"sample_size": 8, "block_out_channels": (8, 16), "layers_per_block": 2, "norm_num_groups": 4}
-    merged = {**defaults, "down_block_types": down, "up_block_types": up, **config}
-    return _seeded(getattr(diffusers, class_name), seed, **{k: v for k, v in merged.items() if v is not None})
+    up = tuple(name.replace("Down", "Up") for name in reversed(down))
+    taken = {key: value for key, value in defaults.items() if key in accepted}
+    return _seeded(build, seed, **{**taken, "down_block_types": down, "up_block_types": up, **config})
 
 
 def sd15_unet(
     widths: tuple[int, ...] = (32, 32, 64, 64), cross_attention_dim: int = 32, sample_size: int = 16, seed: int = 0
 ) -> nn.Module:
     """``UNet2DConditionModel`` with SD 1.5's layout (4 blocks, 2 layers, 8 heads) at ``widths``."""
-    return _unet(
+    return build_unet(
         "UNet2DConditionModel",
         SD15_DOWN,
         seed,
@@ -59,7 +63,7 @@ def sd15_full_width() -> nn.Module:
 
 def tiny_sd_unet(in_channels: int = 4, seed: int = 0) -> nn.Module:
     """The smallest SD-layout UNet (8x8 latent, widths 8/16/16/16); 9 input channels for inpainting."""
-    return _unet(
+    return build_unet(
         "UNet2DConditionModel",
         SD15_DOWN,
         seed,
@@ -72,14 +76,14 @@ def tiny_sd_unet(in_channels: int = 4, seed: int = 0) -> nn.Module:
 
 def tiny_unet2d(seed: int = 0) -> nn.Module:
     """``UNet2DModel`` with a plain and an attention block, as DDPM/DDIM pipelines use."""
-    return _unet(
+    return build_unet(
         "UNet2DModel", ("DownBlock2D", "AttnDownBlock2D"), seed, in_channels=3, out_channels=3, attention_head_dim=4
     )
 
 
 def tiny_sdxl_unet(seed: int = 0) -> nn.Module:
     """SDXL's layout (3 blocks, the first without attention, text-time added conditioning)."""
-    return _unet(
+    return build_unet(
         "UNet2DConditionModel",
         ("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
         seed,
@@ -99,7 +103,7 @@ TWO_BLOCKS = ("DownBlock2D", "CrossAttnDownBlock2D")
 
 def tiny_audioldm_unet(seed: int = 0) -> nn.Module:
     """AudioLDM's (and MusicLDM's) layout: text embedding as a class label, no cross context."""
-    return _unet(
+    return build_unet(
         "UNet2DConditionModel",
         TWO_BLOCKS,
         seed,
@@ -113,7 +117,7 @@ def tiny_audioldm_unet(seed: int = 0) -> nn.Module:
 
 def tiny_audioldm2_unet(seed: int = 0) -> nn.Module:
     """AudioLDM2's UNet: self-attention plus two cross-attentions after every resnet."""
-    return _unet(
+    return build_unet(
         "AudioLDM2UNet2DConditionModel",
         TWO_BLOCKS,
         seed,
@@ -124,14 +128,13 @@ def tiny_audioldm2_unet(seed: int = 0) -> nn.Module:
 
 def tiny_svd_unet(in_channels: int = 8, seed: int = 0) -> nn.Module:
     """``UNetSpatioTemporalConditionModel`` (Stable Video Diffusion's layout, 2 blocks)."""
-    return _unet(
+    return build_unet(
         "UNetSpatioTemporalConditionModel",
         ("CrossAttnDownBlockSpatioTemporal", "DownBlockSpatioTemporal"),
         seed,
         in_channels=in_channels,
         out_channels=4,
         block_out_channels=(32, 32),
-        norm_num_groups=None,
         cross_attention_dim=16,
         num_attention_heads=(2, 4),
         addition_time_embed_dim=4,
@@ -142,7 +145,7 @@ def tiny_svd_unet(in_channels: int = 8, seed: int = 0) -> nn.Module:
 
 def tiny_unet3d(seed: int = 0) -> nn.Module:
     """``UNet3DConditionModel`` (text-to-video: temporal convolutions and attentions per layer)."""
-    return _unet(
+    return build_unet(
         "UNet3DConditionModel",
         ("CrossAttnDownBlock3D", "DownBlock3D"),
         seed,
@@ -153,7 +156,7 @@ def tiny_unet3d(seed: int = 0) -> nn.Module:
 
 def tiny_motion_unet(seed: int = 0) -> nn.Module:
     """``UNetMotionModel`` (AnimateDiff: a motion module after every layer)."""
-    return _unet(
+    return build_unet(
         "UNetMotionModel",
         ("CrossAttnDownBlockMotion", "DownBlockMotion"),
         seed,
