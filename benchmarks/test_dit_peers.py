@@ -6,7 +6,7 @@ L1), its share of the uncached FLOPs is counted (``FlopCounterMode``, all matmul
 attention), and all settings are timed side by side (interleaved rounds, medians, one
 thread, CPU time: steadier than wall time on a shared machine). The table is printed and
 kept in the benchmark's ``extra_info``; the speed against fidelity plot goes to
-``docs/assets/dit_peers.png``.
+``docs/assets/dit_peers.png``, its data to ``docs/assets/dit_peers.json``.
 
 Models: random weights with smoothed time conditioning (:func:`tests.dit_models.smooth_time`),
 so that adjacent steps differ as in a trained model rather than being decorrelated by the
@@ -27,6 +27,8 @@ import contextlib
 import copy
 import importlib.util
 import io
+import json
+import math
 import os
 import statistics
 import time
@@ -44,7 +46,7 @@ from benchmarks.sidebyside import interleaved_medians
 from cachekit.experiment_plots import pareto_front
 from cachekit.metrics import psnr, relative_l1
 from cachekit.plugin_manager import get_plugin_manager
-from tests.dit_models import seeded, smooth_time, tiny_vae
+from tests.dit_models import diffusers_model, flux_pipeline, pixart_pipeline, run_pipeline, smooth_time
 
 STEPS = 28
 ROUNDS = int(os.environ.get("CACHEKIT_DIT_BENCH_ROUNDS", "3"))
@@ -68,77 +70,28 @@ class Setting:
 
 
 def flux_shaped(head_dim: int = 64, side: int = 16) -> tuple[Any, Generate]:
-    """The Flux-shaped pipeline: 4 heads of ``head_dim``, a ``side`` x ``side`` token grid."""
-    from diffusers import FlowMatchEulerDiscreteScheduler, FluxPipeline, FluxTransformer2DModel
-
+    """The Flux-shaped pipeline: 4 heads of ``head_dim``, a ``side`` x ``side`` token grid, 32 text tokens."""
     first = max(2, head_dim // 16 * 2)
     second = (head_dim - first) // 4 * 2
     rope = (first, second, head_dim - first - second)  # even parts: (8, 28, 28) at 64
-    transformer = seeded(
-        lambda: FluxTransformer2DModel(
-            patch_size=1,
-            in_channels=64,
-            num_layers=4,
-            num_single_layers=8,
-            attention_head_dim=head_dim,
-            num_attention_heads=4,
-            joint_attention_dim=64,
-            pooled_projection_dim=64,
-            guidance_embeds=True,
-            axes_dims_rope=rope,
-        )
-    )
-    encoders = {f"{kind}{suffix}": None for kind in ("text_encoder", "tokenizer") for suffix in ("", "_2")}
-    pipe = FluxPipeline(
-        transformer=smooth_time(transformer), scheduler=FlowMatchEulerDiscreteScheduler(), vae=tiny_vae(), **encoders
-    )
-    generator = torch.Generator().manual_seed(1)
-    prompt = {
-        "prompt_embeds": torch.randn(1, 32, 64, generator=generator),
-        "pooled_prompt_embeds": torch.randn(1, 64, generator=generator),
-    }
-    pixels = 4 * side  # the tiny VAE halves, Flux packs 2 x 2 latents into a token
-    return pipe, lambda p: _generate(p, **prompt, guidance_scale=3.5, height=pixels, width=pixels)
+    transformer = diffusers_model(
+        "FluxTransformer2DModel", patch_size=1, in_channels=64, num_layers=4, num_single_layers=8,
+        attention_head_dim=head_dim, num_attention_heads=4, joint_attention_dim=64, pooled_projection_dim=64,
+        guidance_embeds=True, axes_dims_rope=rope,
+    )  # fmt: skip
+    # the tiny VAE halves the image, Flux packs 2 x 2 latents into a token
+    pipe, call = flux_pipeline(transformer=smooth_time(transformer), pixels=4 * side, tokens=32)
+    return pipe, lambda p: run_pipeline(p, call, STEPS)
 
 
 def pixart_shaped() -> tuple[Any, Generate]:
-    from diffusers import DPMSolverMultistepScheduler, PixArtAlphaPipeline, PixArtTransformer2DModel
-
-    transformer = seeded(
-        lambda: PixArtTransformer2DModel(
-            num_attention_heads=4,
-            attention_head_dim=64,
-            in_channels=4,
-            out_channels=8,
-            num_layers=12,
-            cross_attention_dim=256,
-            caption_channels=64,
-            sample_size=32,
-            patch_size=2,
-        )
-    )
-    pipe = PixArtAlphaPipeline(
-        tokenizer=None,
-        text_encoder=None,
-        vae=tiny_vae(),
-        transformer=smooth_time(transformer),
-        scheduler=DPMSolverMultistepScheduler(),
-    )
-    generator = torch.Generator().manual_seed(1)
-    prompt = {
-        "negative_prompt": None,
-        "prompt_embeds": torch.randn(1, 32, 64, generator=generator),
-        "prompt_attention_mask": torch.ones(1, 32),
-        "negative_prompt_embeds": torch.zeros(1, 32, 64),
-        "negative_prompt_attention_mask": torch.ones(1, 32),
-    }
-    return pipe, lambda p: _generate(p, **prompt, guidance_scale=4.5, height=64, width=64, use_resolution_binning=False)
-
-
-def _generate(pipe: Any, **kwargs: Any) -> torch.Tensor:
-    pipe.set_progress_bar_config(disable=True)
-    generator = torch.Generator().manual_seed(0)
-    return pipe(**kwargs, num_inference_steps=STEPS, output_type="latent", generator=generator).images
+    """The PixArt-shaped pipeline: 12 blocks of 4 heads of 64, 16 x 16 tokens, 32 text tokens."""
+    transformer = diffusers_model(
+        "PixArtTransformer2DModel", num_attention_heads=4, attention_head_dim=64, in_channels=4, out_channels=8,
+        num_layers=12, cross_attention_dim=256, caption_channels=64, sample_size=32, patch_size=2,
+    )  # fmt: skip
+    pipe, call = pixart_pipeline(transformer=smooth_time(transformer), pixels=64, tokens=32)
+    return pipe, lambda p: run_pipeline(p, call, STEPS)
 
 
 # --- settings ------------------------------------------------------------------------------
@@ -385,7 +338,8 @@ TOOL_COLOURS = {"cachekit": "tab:blue", "diffusers": "tab:orange", "cache-dit": 
 
 
 def save_plot(results: dict[str, list[dict[str, Any]]], path: Path) -> None:
-    """Speedup against PSNR, one panel per model, each tool's Pareto front drawn as a line."""
+    """Speedup against PSNR, one panel per model; each tool's Pareto front drawn and labelled
+    (identical outputs, PSNR infinite, are left out)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -394,14 +348,18 @@ def save_plot(results: dict[str, list[dict[str, Any]]], path: Path) -> None:
     figure, panels = plt.subplots(1, len(results), figsize=(6.5 * len(results), 4.8), squeeze=False)
     for axes, (model, rows) in zip(panels[0], results.items(), strict=True):
         for tool, colour in TOOL_COLOURS.items():
-            points = [(row["speedup"], row["psnr"], row["setting"]) for row in rows if row["tool"] == tool]
+            points = [
+                (row["speedup"], row["psnr"], row["setting"])
+                for row in rows
+                if row["tool"] == tool and math.isfinite(row["psnr"])
+            ]
             if not points:
                 continue
-            axes.scatter([p[0] for p in points], [p[1] for p in points], color=colour, label=tool, zorder=3)
-            for x, y, name in points:
-                axes.annotate(name, (x, y), textcoords="offset points", xytext=(3, 3), fontsize=6)
+            axes.scatter([p[0] for p in points], [p[1] for p in points], color=colour, label=tool, zorder=3, s=18)
             front = [points[index] for index in pareto_front([(p[0], p[1]) for p in points], higher_is_better=True)]
             axes.plot([p[0] for p in front], [p[1] for p in front], color=colour, alpha=0.6)
+            for x, y, name in front:
+                axes.annotate(name, (x, y), textcoords="offset points", xytext=(3, 3), fontsize=6, color=colour)
         axes.set_title(f"{model}, {STEPS} steps")
         axes.set_xlabel("speedup of the whole generation (x)")
         axes.set_ylabel("PSNR of the latents vs uncached (dB)")
@@ -422,6 +380,7 @@ def run_model(model: str, build: Callable[[], tuple[Any, Generate]], benchmark: 
     rows = measure(model, pipe, generate, settings)
     RESULTS[model] = rows
     save_plot(RESULTS, PLOT)
+    PLOT.with_suffix(".json").write_text(json.dumps(RESULTS, indent=1, default=str), encoding="utf-8")
     benchmark.extra_info.update({f"{row['tool']} {row['setting']}": row for row in rows})
     benchmark.pedantic(settings[0].run, rounds=1, iterations=1)
 

@@ -31,140 +31,67 @@ def seeded(build: Callable[[], nn.Module], seed: int = 0) -> nn.Module:
 # --- diffusers transformers ----------------------------------------------------------------
 
 
-def tiny_dit(num_layers: int = 4) -> nn.Module:
-    from diffusers import DiTTransformer2DModel
+def diffusers_model(class_name: str, **config: Any) -> nn.Module:
+    """A seeded instance of diffusers' ``class_name`` built from ``config``, in eval mode."""
+    import diffusers
 
-    return seeded(
-        lambda: DiTTransformer2DModel(
-            num_attention_heads=HEADS,
-            attention_head_dim=HEAD_DIM,
-            in_channels=4,
-            out_channels=8,
-            num_layers=num_layers,
-            sample_size=8,
-            patch_size=2,
-            num_embeds_ada_norm=1000,
-        )
-    )
+    return seeded(lambda: getattr(diffusers, class_name)(**config))
+
+
+ATTENTION = {"num_attention_heads": HEADS, "attention_head_dim": HEAD_DIM}
+FLUX_LAYOUT = {**ATTENTION, "patch_size": 1, "in_channels": 8, "joint_attention_dim": 24, "axes_dims_rope": (2, 2, 4)}
+"""What Flux and its kin (Bria, LongCat-Image, Ovis-Image) share in the tests."""
+
+
+def tiny_dit(num_layers: int = 4) -> nn.Module:
+    return diffusers_model(
+        "DiTTransformer2DModel", **ATTENTION, in_channels=4, out_channels=8, num_layers=num_layers,
+        sample_size=8, patch_size=2, num_embeds_ada_norm=1000,
+    )  # fmt: skip
 
 
 def tiny_pixart(num_layers: int = 4) -> nn.Module:
-    from diffusers import PixArtTransformer2DModel
-
-    return seeded(
-        lambda: PixArtTransformer2DModel(
-            num_attention_heads=HEADS,
-            attention_head_dim=HEAD_DIM,
-            in_channels=4,
-            out_channels=8,
-            num_layers=num_layers,
-            cross_attention_dim=WIDTH,
-            caption_channels=24,
-            sample_size=8,
-            patch_size=2,
-        )
-    )
+    return diffusers_model(
+        "PixArtTransformer2DModel", **ATTENTION, in_channels=4, out_channels=8, num_layers=num_layers,
+        cross_attention_dim=WIDTH, caption_channels=24, sample_size=8, patch_size=2,
+    )  # fmt: skip
 
 
 def tiny_sd3(num_layers: int = 4) -> nn.Module:
-    from diffusers import SD3Transformer2DModel
-
-    return seeded(
-        lambda: SD3Transformer2DModel(
-            sample_size=8,
-            patch_size=2,
-            in_channels=4,
-            num_layers=num_layers,
-            attention_head_dim=HEAD_DIM,
-            num_attention_heads=HEADS,
-            joint_attention_dim=24,
-            caption_projection_dim=WIDTH,
-            pooled_projection_dim=12,
-            out_channels=4,
-            pos_embed_max_size=16,
-        )
-    )
+    return diffusers_model(
+        "SD3Transformer2DModel", **ATTENTION, sample_size=8, patch_size=2, in_channels=4, out_channels=4,
+        num_layers=num_layers, joint_attention_dim=24, caption_projection_dim=WIDTH, pooled_projection_dim=12,
+        pos_embed_max_size=16,
+    )  # fmt: skip
 
 
 def tiny_flux(num_layers: int = 2, num_single_layers: int = 2, guidance_embeds: bool = False) -> nn.Module:
-    from diffusers import FluxTransformer2DModel
-
-    return seeded(
-        lambda: FluxTransformer2DModel(
-            patch_size=1,
-            in_channels=8,
-            num_layers=num_layers,
-            num_single_layers=num_single_layers,
-            attention_head_dim=HEAD_DIM,
-            num_attention_heads=HEADS,
-            joint_attention_dim=24,
-            pooled_projection_dim=12,
-            guidance_embeds=guidance_embeds,
-            axes_dims_rope=(2, 2, 4),
-        )
-    )
+    return diffusers_model(
+        "FluxTransformer2DModel", **FLUX_LAYOUT, num_layers=num_layers, num_single_layers=num_single_layers,
+        pooled_projection_dim=12, guidance_embeds=guidance_embeds,
+    )  # fmt: skip
 
 
 def tiny_flux_kin(class_name: str) -> nn.Module:
     """A tiny Bria, LongCat-Image or Ovis-Image transformer: Flux's two block lists and signatures."""
-    import diffusers
-
-    cls = getattr(diffusers, class_name)
     extra = {"out_channels": 8} if class_name == "OvisImageTransformer2DModel" else {}  # Ovis defaults to 64
-    return seeded(
-        lambda: cls(
-            **extra,
-            patch_size=1,
-            in_channels=8,
-            num_layers=2,
-            num_single_layers=2,
-            attention_head_dim=HEAD_DIM,
-            num_attention_heads=HEADS,
-            joint_attention_dim=24,
-            axes_dims_rope=(2, 2, 4),
-        )
-    )
+    return diffusers_model(class_name, **FLUX_LAYOUT, **extra, num_layers=2, num_single_layers=2)
 
 
 def tiny_sana(num_layers: int = 4) -> nn.Module:
-    from diffusers import SanaTransformer2DModel
-
-    return seeded(
-        lambda: SanaTransformer2DModel(
-            in_channels=4,
-            out_channels=4,
-            num_attention_heads=HEADS,
-            attention_head_dim=HEAD_DIM,
-            num_layers=num_layers,
-            num_cross_attention_heads=HEADS,
-            cross_attention_head_dim=HEAD_DIM,
-            cross_attention_dim=WIDTH,
-            caption_channels=24,
-            sample_size=8,
-            patch_size=1,
-        )
-    )
+    return diffusers_model(
+        "SanaTransformer2DModel", **ATTENTION, in_channels=4, out_channels=4, num_layers=num_layers,
+        num_cross_attention_heads=HEADS, cross_attention_head_dim=HEAD_DIM, cross_attention_dim=WIDTH,
+        caption_channels=24, sample_size=8, patch_size=1,
+    )  # fmt: skip
 
 
 def tiny_hunyuan(num_layers: int = 6) -> nn.Module:
-    from diffusers import HunyuanDiT2DModel
-
-    return seeded(
-        lambda: HunyuanDiT2DModel(
-            num_attention_heads=HEADS,
-            attention_head_dim=HEAD_DIM,
-            in_channels=4,
-            patch_size=2,
-            sample_size=8,
-            hidden_size=WIDTH,
-            num_layers=num_layers,
-            cross_attention_dim=WIDTH,
-            cross_attention_dim_t5=24,
-            pooled_projection_dim=12,
-            text_len=4,
-            text_len_t5=6,
-        )
-    )
+    return diffusers_model(
+        "HunyuanDiT2DModel", **ATTENTION, in_channels=4, patch_size=2, sample_size=8, hidden_size=WIDTH,
+        num_layers=num_layers, cross_attention_dim=WIDTH, cross_attention_dim_t5=24, pooled_projection_dim=12,
+        text_len=4, text_len_t5=6,
+    )  # fmt: skip
 
 
 # --- layers shaped like timm's ---------------------------------------------------------------
@@ -362,51 +289,32 @@ def timm_dit(depth: int = 4, layers: SimpleNamespace = LOCAL_LAYERS, seed: int =
 
 def tiny_vae() -> nn.Module:
     """A two-level ``AutoencoderKL`` (latents at half the image size, 4 channels)."""
-    from diffusers import AutoencoderKL
-
-    return seeded(
-        lambda: AutoencoderKL(
-            block_out_channels=(8, 8),
-            layers_per_block=1,
-            latent_channels=4,
-            norm_num_groups=4,
-            down_block_types=("DownEncoderBlock2D",) * 2,
-            up_block_types=("UpDecoderBlock2D",) * 2,
-        )
-    )
+    return diffusers_model(
+        "AutoencoderKL", block_out_channels=(8, 8), layers_per_block=1, latent_channels=4, norm_num_groups=4,
+        down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
+    )  # fmt: skip
 
 
-def tiny_dc_vae() -> nn.Module:
+def tiny_dc_vae(levels: int = 3) -> nn.Module:
     """A three-level ``AutoencoderDC`` (Sana's; latents at a quarter of the image size)."""
-    from diffusers import AutoencoderDC
-
-    levels = 3
-    return seeded(
-        lambda: AutoencoderDC(
-            in_channels=3,
-            latent_channels=4,
-            encoder_block_out_channels=(8,) * levels,
-            decoder_block_out_channels=(8,) * levels,
-            encoder_layers_per_block=(1,) * levels,
-            decoder_layers_per_block=(1,) * levels,
-            encoder_block_types="ResBlock",
-            decoder_block_types="ResBlock",
-            encoder_qkv_multiscales=((),) * levels,
-            decoder_qkv_multiscales=((),) * levels,
-            decoder_norm_types="rms_norm",
-            decoder_act_fns="silu",
-        )
-    )
+    return diffusers_model(
+        "AutoencoderDC", in_channels=3, latent_channels=4, encoder_block_out_channels=(8,) * levels,
+        decoder_block_out_channels=(8,) * levels, encoder_layers_per_block=(1,) * levels,
+        decoder_layers_per_block=(1,) * levels, encoder_block_types="ResBlock", decoder_block_types="ResBlock",
+        encoder_qkv_multiscales=((),) * levels, decoder_qkv_multiscales=((),) * levels,
+        decoder_norm_types="rms_norm", decoder_act_fns="silu",
+    )  # fmt: skip
 
 
-def _text(seed: int, tokens: int = 8, width: int = 24) -> dict[str, torch.Tensor]:
+def _text(seed: int, tokens: int, width: int) -> dict[str, torch.Tensor]:
     generator = torch.Generator().manual_seed(seed)
     return {"embeds": torch.randn(1, tokens, width, generator=generator), "mask": torch.ones(1, tokens)}
 
 
-def _masked_prompts() -> dict[str, Any]:
+def _masked_prompts(transformer: nn.Module, tokens: int) -> dict[str, Any]:
     """PixArt's and Sana's prompt inputs: embeddings and masks, a zero negative prompt."""
-    positive, negative = _text(1), _text(2)
+    width = transformer.config.caption_channels
+    positive, negative = _text(1, tokens, width), _text(2, tokens, width)
     return {
         "negative_prompt": None,
         "prompt_embeds": positive["embeds"],
@@ -417,96 +325,92 @@ def _masked_prompts() -> dict[str, Any]:
     }
 
 
-def _pooled_prompts(negative: bool) -> dict[str, Any]:
+def _pooled_prompts(transformer: nn.Module, tokens: int, negative: bool) -> dict[str, Any]:
     """SD3's and Flux's prompt inputs: token and pooled embeddings (and a negative pair)."""
     generator = torch.Generator().manual_seed(1)
+    width, pooled = transformer.config.joint_attention_dim, transformer.config.pooled_projection_dim
     kwargs = {
-        "prompt_embeds": torch.randn(1, 8, 24, generator=generator),
-        "pooled_prompt_embeds": torch.randn(1, 12, generator=generator),
+        "prompt_embeds": torch.randn(1, tokens, width, generator=generator),
+        "pooled_prompt_embeds": torch.randn(1, pooled, generator=generator),
     }
     if negative:
-        kwargs["negative_prompt_embeds"] = torch.randn(1, 8, 24, generator=generator)
-        kwargs["negative_pooled_prompt_embeds"] = torch.randn(1, 12, generator=generator)
+        kwargs["negative_prompt_embeds"] = torch.randn(1, tokens, width, generator=generator)
+        kwargs["negative_pooled_prompt_embeds"] = torch.randn(1, pooled, generator=generator)
     return kwargs
 
 
-def dit_pipeline() -> tuple[Any, dict[str, Any]]:
-    """DiT with batched CFG over class labels, and the keyword arguments of a call."""
+def _no_text_encoders(*suffixes: str) -> dict[str, None]:
+    return {f"{kind}{suffix}": None for kind in ("text_encoder", "tokenizer") for suffix in suffixes}
+
+
+Case = tuple[Any, dict[str, Any]]
+"""A pipeline and the keyword arguments of one call (latents out, prompt embeddings in)."""
+
+
+def dit_pipeline() -> Case:
+    """DiT with batched CFG over class labels."""
     from diffusers import DiTPipeline, DPMSolverMultistepScheduler
 
     pipe = DiTPipeline(transformer=tiny_dit(), vae=tiny_vae(), scheduler=DPMSolverMultistepScheduler())
     return pipe, {"class_labels": [3], "guidance_scale": 4.0, "output_type": "np"}
 
 
-def pixart_pipeline() -> tuple[Any, dict[str, Any]]:
-    """PixArt-α with batched CFG."""
+def pixart_pipeline(transformer: nn.Module | None = None, pixels: int = 16, tokens: int = 8) -> Case:
+    """PixArt-α with batched CFG, ``pixels`` wide."""
     from diffusers import DPMSolverMultistepScheduler, PixArtAlphaPipeline
 
+    transformer = transformer or tiny_pixart()
     pipe = PixArtAlphaPipeline(
-        tokenizer=None,
-        text_encoder=None,
-        vae=tiny_vae(),
-        transformer=tiny_pixart(),
-        scheduler=DPMSolverMultistepScheduler(),
+        **_no_text_encoders(""), vae=tiny_vae(), transformer=transformer, scheduler=DPMSolverMultistepScheduler()
     )
-    return pipe, {**_masked_prompts(), "guidance_scale": 4.5, "height": 16, "width": 16, "output_type": "latent"}
+    prompts = _masked_prompts(transformer, tokens)
+    return pipe, {**prompts, "guidance_scale": 4.5, "height": pixels, "width": pixels, "output_type": "latent"}
 
 
-def sd3_pipeline() -> tuple[Any, dict[str, Any]]:
+def sd3_pipeline() -> Case:
     """Stable Diffusion 3 with batched CFG."""
     from diffusers import FlowMatchEulerDiscreteScheduler, StableDiffusion3Pipeline
 
-    encoders = {f"{kind}{suffix}": None for kind in ("text_encoder", "tokenizer") for suffix in ("", "_2", "_3")}
+    transformer = tiny_sd3()
     pipe = StableDiffusion3Pipeline(
-        transformer=tiny_sd3(), scheduler=FlowMatchEulerDiscreteScheduler(), vae=tiny_vae(), **encoders
-    )
-    return pipe, {
-        **_pooled_prompts(negative=True),
-        "guidance_scale": 5.0,
-        "height": 16,
-        "width": 16,
-        "output_type": "latent",
-    }
+        transformer=transformer, scheduler=FlowMatchEulerDiscreteScheduler(), vae=tiny_vae(),
+        **_no_text_encoders("", "_2", "_3"),
+    )  # fmt: skip
+    prompts = _pooled_prompts(transformer, tokens=8, negative=True)
+    return pipe, {**prompts, "guidance_scale": 5.0, "height": 16, "width": 16, "output_type": "latent"}
 
 
-def flux_pipeline(true_cfg: bool = False) -> tuple[Any, dict[str, Any]]:
+def flux_pipeline(
+    true_cfg: bool = False, transformer: nn.Module | None = None, pixels: int = 16, tokens: int = 8
+) -> Case:
     """Flux with embedded guidance (one call per step), or with true CFG (two calls per step)."""
     from diffusers import FlowMatchEulerDiscreteScheduler, FluxPipeline
 
-    encoders = {f"{kind}{suffix}": None for kind in ("text_encoder", "tokenizer") for suffix in ("", "_2")}
+    transformer = transformer or tiny_flux(guidance_embeds=True)
     pipe = FluxPipeline(
-        transformer=tiny_flux(guidance_embeds=True),
-        scheduler=FlowMatchEulerDiscreteScheduler(),
-        vae=tiny_vae(),
-        **encoders,
-    )
-    kwargs = {
-        **_pooled_prompts(negative=true_cfg),
-        "guidance_scale": 3.5,
-        "height": 16,
-        "width": 16,
-        "output_type": "latent",
-    }
+        transformer=transformer, scheduler=FlowMatchEulerDiscreteScheduler(), vae=tiny_vae(),
+        **_no_text_encoders("", "_2"),
+    )  # fmt: skip
+    prompts = _pooled_prompts(transformer, tokens, negative=true_cfg)
+    kwargs = {**prompts, "guidance_scale": 3.5, "height": pixels, "width": pixels, "output_type": "latent"}
     if true_cfg:
         kwargs["true_cfg_scale"] = 4.0
     return pipe, kwargs
 
 
-def sana_pipeline() -> tuple[Any, dict[str, Any]]:
+def sana_pipeline() -> Case:
     """Sana with batched CFG."""
     from diffusers import FlowMatchEulerDiscreteScheduler, SanaPipeline
 
+    transformer = tiny_sana()
     pipe = SanaPipeline(
-        tokenizer=None,
-        text_encoder=None,
-        vae=tiny_dc_vae(),
-        transformer=tiny_sana(),
-        scheduler=FlowMatchEulerDiscreteScheduler(),
+        **_no_text_encoders(""), vae=tiny_dc_vae(), transformer=transformer, scheduler=FlowMatchEulerDiscreteScheduler()
     )
-    return pipe, {**_masked_prompts(), "guidance_scale": 4.5, "height": 32, "width": 32, "output_type": "latent"}
+    prompts = _masked_prompts(transformer, tokens=8)
+    return pipe, {**prompts, "guidance_scale": 4.5, "height": 32, "width": 32, "output_type": "latent"}
 
 
-PIPELINES: dict[str, Callable[[], tuple[Any, dict[str, Any]]]] = {
+PIPELINES: dict[str, Callable[[], Case]] = {
     "dit": dit_pipeline,
     "pixart": pixart_pipeline,
     "sd3": sd3_pipeline,

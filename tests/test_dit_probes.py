@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -20,24 +22,27 @@ def similarity(threshold: float) -> dict[str, Any]:
     return {"policy": {"kind": "similarity", "probe": "entry_residual", "threshold": threshold}}
 
 
-def record_inputs(model: nn.Module, paths: tuple[str, ...]) -> tuple[dict[str, list[torch.Tensor]], list[Any]]:
-    """Pre-hooks recording the ``hidden_states`` each module at ``paths`` receives, call by call."""
-    seen: dict[str, list[torch.Tensor]] = {path: [] for path in paths}
+@contextmanager
+def first_block_residuals(model: nn.Module) -> Iterator[list[torch.Tensor]]:
+    """Collects, call by call, the first block's residual: the second block's input minus the
+    first's (recorded by forward pre-hooks, removed on exit)."""
+    inputs: dict[str, list[torch.Tensor]] = {"transformer_blocks.0": [], "transformer_blocks.1": []}
+    residuals: list[torch.Tensor] = []
 
     def record(path: str) -> Any:
         def hook(module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-            seen[path].append((kwargs["hidden_states"] if "hidden_states" in kwargs else args[0]).clone())
+            inputs[path].append((kwargs["hidden_states"] if "hidden_states" in kwargs else args[0]).clone())
 
         return hook
 
-    hooks = [model.get_submodule(path).register_forward_pre_hook(record(path), with_kwargs=True) for path in paths]
-    return seen, hooks
-
-
-def first_block_residuals(seen: dict[str, list[torch.Tensor]]) -> list[torch.Tensor]:
-    """Per call: the second block's input minus the first's, the first block's residual."""
-    pairs = zip(seen["transformer_blocks.0"], seen["transformer_blocks.1"], strict=True)
-    return [after - before for before, after in pairs]
+    hooks = [model.get_submodule(path).register_forward_pre_hook(record(path), with_kwargs=True) for path in inputs]
+    try:
+        yield residuals
+    finally:
+        for hook in hooks:
+            hook.remove()
+        pairs = zip(*inputs.values(), strict=True)
+        residuals += [after - before for before, after in pairs]
 
 
 def expected_refreshes(residuals: list[torch.Tensor], threshold: float) -> list[int]:
@@ -63,14 +68,8 @@ def flux() -> tuple[nn.Module, dict[str, Any]]:
 def test_refreshes_follow_the_first_block_residual(flux: tuple[nn.Module, dict[str, Any]]) -> None:
     model, kwargs = flux
     threshold = 0.3
-    seen, hooks = record_inputs(model, ("transformer_blocks.0", "transformer_blocks.1"))
-    try:
-        with cachekit.cached(model, similarity(threshold)) as handle:
-            dit_models.denoise(model, kwargs, steps=STEPS)
-    finally:
-        for hook in hooks:
-            hook.remove()
-    residuals = first_block_residuals(seen)
+    with first_block_residuals(model) as residuals, cachekit.cached(model, similarity(threshold)) as handle:
+        dit_models.denoise(model, kwargs, steps=STEPS)
     refreshes = handle.stats.refresh_steps("blocks[1:4]")
     assert refreshes == expected_refreshes(residuals, threshold)
     assert 1 < len(refreshes) < STEPS, f"threshold {threshold} should mix refreshes and reuses: {refreshes}"
@@ -105,14 +104,8 @@ def test_cfg_calls_keep_separate_probes() -> None:
     pipe, call = dit_models.flux_pipeline(true_cfg=True)
     dit_models.smooth_time(pipe.transformer)
     threshold = 0.12
-    seen, hooks = record_inputs(pipe.transformer, ("transformer_blocks.0", "transformer_blocks.1"))
-    try:
-        with cachekit.cached(pipe, similarity(threshold)) as handle:
-            dit_models.run_pipeline(pipe, call, steps=STEPS)
-    finally:
-        for hook in hooks:
-            hook.remove()
-    residuals = first_block_residuals(seen)
+    with first_block_residuals(pipe.transformer) as residuals, cachekit.cached(pipe, similarity(threshold)) as handle:
+        dit_models.run_pipeline(pipe, call, steps=STEPS)
     for context in (0, 1):
         own = residuals[context::2]  # the pipeline calls cond, then uncond, at every step
         refreshes = handle.stats.refresh_steps("blocks[1:4]", context)
