@@ -47,7 +47,7 @@ DEMO_EXPERIMENT: dict[str, Any] = {
     "sampling": {"steps": 50, "num_samples": 128, "batch_size": 64},
     "policies": [
         {"grid": {"interval": [2, 3, 5]}, "branch": 0},
-        {"kind": "nonuniform", "interval": 5, "branch": 0},
+        {"kind": "nonuniform", "interval": 5, "center": 10, "power": 2.0, "branch": 0},
     ],
 }
 """The experiment ``cachekit demo`` runs: DeepCache's schedules on the shipped digits UNet, DDIM 50 steps."""
