@@ -5,6 +5,7 @@ Needs matplotlib (the ``experiments`` extra); drawn with the non-interactive Agg
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -76,37 +77,52 @@ def pareto_front(points: Sequence[tuple[float, float]], higher_is_better: bool) 
     return front[::-1]
 
 
+def _kind(row: dict[str, Any]) -> str:
+    """The policy kind of a result row (``none`` for the uncached runs)."""
+    policy = row.get("policy", "none")
+    return "none" if policy == "none" else str(json.loads(policy).get("kind", "?"))
+
+
 def save_pareto(
     rows: Sequence[dict[str, Any]], metric: str, higher_is_better: bool, path: Path, noise_floor: str | None = None
 ) -> None:
     """Plot speedup against ``metric`` for every row that has both, marking the Pareto front.
 
-    The row named ``noise_floor`` (the baseline on other seeds) is drawn as a band from the
-    baseline's value to its own: differences inside the band are run-to-run noise.
+    Points are coloured by policy kind and the front's points are labelled with their
+    setting names. The row named ``noise_floor`` (the baseline on other seeds) is drawn as a
+    band from the baseline's value to its own: differences inside the band are run-to-run
+    noise. A metric spanning more than a factor 20 gets a log axis.
     """
-    named = [(row["setting"], row.get("speedup"), row.get(metric)) for row in rows]
-    named = [(name, x, y) for name, x, y in named if x is not None and y is not None and math.isfinite(y)]
+    usable = [row for row in rows if _finite(row.get("speedup")) and _finite(row.get(metric))]
+    noise = [row[metric] for row in usable if row["setting"] == noise_floor]
+    usable = [row for row in usable if row["setting"] != noise_floor]
     plt = _pyplot()
-    figure, axes = plt.subplots(figsize=(7, 4.5))
-    noise = [y for name, _, y in named if name == noise_floor]
-    named = [entry for entry in named if entry[0] != noise_floor]
-    if noise and named:
-        low, high = sorted((named[0][2], noise[0]))
-        axes.axhspan(low, high, color="tab:gray", alpha=0.2, label="run-to-run noise (baseline, two seed sets)")
-    if named:
-        points = [(x, y) for _, x, y in named]
-        axes.scatter(*zip(*points, strict=True), color="tab:blue", zorder=2)
-        for name, x, y in named:
-            axes.annotate(name, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
+    figure, axes = plt.subplots(figsize=(8, 5))
+    if noise and usable:
+        low, high = sorted((usable[0][metric], noise[0]))
+        axes.axhspan(low, high, color="tab:gray", alpha=0.25, label="run-to-run noise (baseline, two seed sets)")
+    for kind in dict.fromkeys(_kind(row) for row in usable):
+        group = [row for row in usable if _kind(row) == kind]
+        axes.scatter([r["speedup"] for r in group], [r[metric] for r in group], label=kind, zorder=2, alpha=0.8)
+    if usable:
+        points = [(row["speedup"], row[metric]) for row in usable]
         front = pareto_front(points, higher_is_better)
-        axes.plot(
-            *zip(*(points[i] for i in front), strict=True), color="tab:red", marker="o", zorder=3, label="Pareto front"
-        )
-        axes.legend(loc="best")
+        axes.plot(*zip(*(points[i] for i in front), strict=True), color="tab:red", zorder=3, label="Pareto front")
+        for index in front:
+            axes.annotate(
+                usable[index]["setting"], points[index], textcoords="offset points", xytext=(5, 4), fontsize=7
+            )
+        values = [y for _, y in points]
+        if min(values) > 0 and max(values) > 20 * min(values):
+            axes.set_yscale("log")
+    axes.legend(loc="best", fontsize=8)
     axes.set_xlabel("speedup of the denoising loop (x)")
     axes.set_ylabel(f"{metric} ({'higher' if higher_is_better else 'lower'} is better)")
     axes.grid(alpha=0.3)
-    figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=120)
+    figure.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(figure)
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value)
