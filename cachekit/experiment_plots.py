@@ -17,7 +17,8 @@ import torch
 from cachekit.errors import CachekitError
 
 
-def _pyplot() -> Any:
+def pyplot() -> Any:
+    """``matplotlib.pyplot`` on the non-interactive Agg backend, or a clear error naming the extra."""
     try:
         import matplotlib
     except ImportError:
@@ -55,7 +56,7 @@ def save_grid(images: torch.Tensor, path: Path, min_side: int = 64) -> None:
     scale = max(1, min_side // max(images.shape[-2:]))
     images = images.repeat_interleave(scale, dim=-2).repeat_interleave(scale, dim=-1)
     grid = image_grid(images)
-    plt = _pyplot()
+    plt = pyplot()
     if grid.shape[-1] == 1:
         plt.imsave(path, grid[..., 0], cmap="gray", vmin=0.0, vmax=1.0)
     else:
@@ -77,7 +78,7 @@ def pareto_front(points: Sequence[tuple[float, float]], higher_is_better: bool) 
     return front[::-1]
 
 
-def _kind(row: dict[str, Any]) -> str:
+def policy_kind(row: dict[str, Any]) -> str:
     """The policy kind of a result row (``none`` for the uncached runs)."""
     policy = row.get("policy", "none")
     return "none" if policy == "none" else str(json.loads(policy).get("kind", "?"))
@@ -96,13 +97,13 @@ def save_pareto(
     usable = [row for row in rows if _finite(row.get("speedup")) and _finite(row.get(metric))]
     noise = [row[metric] for row in usable if row["setting"] == noise_floor]
     usable = [row for row in usable if row["setting"] != noise_floor]
-    plt = _pyplot()
+    plt = pyplot()
     figure, axes = plt.subplots(figsize=(8, 5))
     if noise and usable:
         low, high = sorted((usable[0][metric], noise[0]))
         axes.axhspan(low, high, color="tab:gray", alpha=0.25, label="run-to-run noise (baseline, two seed sets)")
-    for kind in dict.fromkeys(_kind(row) for row in usable):
-        group = [row for row in usable if _kind(row) == kind]
+    for kind in dict.fromkeys(policy_kind(row) for row in usable):
+        group = [row for row in usable if policy_kind(row) == kind]
         axes.scatter([r["speedup"] for r in group], [r[metric] for r in group], label=kind, zorder=2, alpha=0.8)
     if usable:
         points = [(row["speedup"], row[metric]) for row in usable]
