@@ -25,7 +25,10 @@ TEST_EVERY = 5
 
 def load_digits(split: Literal["train", "test", "all"] = "all") -> tuple[torch.Tensor, torch.Tensor]:
     """Images ``(N, 1, 16, 16)`` in ``[-1, 1]`` and their labels ``(N,)`` of one split."""
-    from sklearn.datasets import load_digits as sklearn_digits
+    try:
+        from sklearn.datasets import load_digits as sklearn_digits
+    except ImportError:
+        raise ImportError("the digits come bundled with scikit-learn: pip install 'cachekit[demo]'") from None
 
     bunch = sklearn_digits()
     images = torch.tensor(bunch.images, dtype=torch.float32).unsqueeze(1) / 16.0

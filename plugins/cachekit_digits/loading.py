@@ -112,9 +112,7 @@ def _swap_scheduler(pipeline: Any, spec: ModelSpec) -> None:
 def load_pipeline(spec: ModelSpec) -> Any:
     """The pipeline ``spec`` names, with its scheduler swapped if asked, on its device and dtype."""
     if importlib.util.find_spec("diffusers") is None:
-        raise ExperimentError(
-            f"loading {spec.label!r} needs diffusers; install it with: pip install 'cachekit[diffusers,experiments]'"
-        )
+        raise ExperimentError(f"loading {spec.label!r} needs diffusers; install it with: pip install 'cachekit[demo]'")
     if spec.builder is not None:
         if spec.builder not in BUILDERS:
             hint = did_you_mean(spec.builder, BUILDERS)
