@@ -69,7 +69,10 @@ def measure(benchmark) -> None:
     torch.manual_seed(0)
     plain, hooked = Transformer().eval(), Transformer().eval()
     hooked.load_state_dict(plain.state_dict())
-    config = {"policy": {"kind": "uniform", "interval": 1}, "declare": [{"name": "middle", "entry": "blocks.1", "exit": "blocks.22"}]}
+    config = {
+        "policy": {"kind": "uniform", "interval": 1},
+        "declare": [{"name": "middle", "entry": "blocks.1", "exit": "blocks.22"}],
+    }
     sample = torch.randn(1, 128, 4)
     with cachekit.cached(hooked, config) as handle:
         medians = interleaved_medians(
@@ -83,5 +86,7 @@ def measure(benchmark) -> None:
     benchmark.extra_info.update(
         plain_s=medians["plain"], cachekit_s=medians["cachekit"], overhead=overhead, refreshes=handle.stats.refreshes
     )
-    print(f"\nhook overhead, never reuse, 24 blocks x {STEPS} steps: {100 * overhead:+.2f}% "
-          f"(plain {medians['plain']:.3f}s, cachekit {medians['cachekit']:.3f}s)")
+    print(
+        f"\nhook overhead, never reuse, 24 blocks x {STEPS} steps: {100 * overhead:+.2f}% "
+        f"(plain {medians['plain']:.3f}s, cachekit {medians['cachekit']:.3f}s)"
+    )

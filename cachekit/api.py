@@ -51,7 +51,9 @@ def enable(target: Any, config: ConfigSource = None, **overrides: Any) -> CacheH
 def _check_region_policies(config: CacheConfig, selected: list[str]) -> None:
     unknown = set(config.region_policies) - set(selected)
     if unknown:
-        raise ConfigError(f"region_policies names {listing(unknown)}, not a selected region; selected: {listing(selected)}")
+        raise ConfigError(
+            f"region_policies names {listing(unknown)}, not a selected region; selected: {listing(selected)}"
+        )
 
 
 def _step_completed(pm: Any) -> Any:
@@ -84,9 +86,9 @@ def disable(target: Any) -> None:
 def cached(target: Any, config: ConfigSource = None, **overrides: Any) -> Iterator[CacheHandle]:
     """Caching for the duration of a ``with`` block::
 
-        with cachekit.cached(pipe, {"policy": {"kind": "uniform", "interval": 3}}) as handle:
-            image = pipe(prompt).images[0]
-        print(handle.stats.hit_map())
+    with cachekit.cached(pipe, {"policy": {"kind": "uniform", "interval": 3}}) as handle:
+        image = pipe(prompt).images[0]
+    print(handle.stats.hit_map())
     """
     handle = enable(target, config, **overrides)
     try:

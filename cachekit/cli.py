@@ -21,7 +21,7 @@ from cachekit.selection import find_denoisers, offered_regions
 def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     cells = [list(map(str, headers))] + [[str(cell) for cell in row] for row in rows]
     widths = [max(len(row[column]) for row in cells) for column in range(len(headers))]
-    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in cells]
+    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in cells]
     lines.insert(1, "  ".join("-" * width for width in widths))
     return "\n".join(lines)
 
@@ -43,8 +43,12 @@ def policies_command(args: argparse.Namespace) -> int:
     for kind, cls in sorted(policy_kinds().items()):
         print(f"{kind}: {(cls.__doc__ or '').strip().splitlines()[0]}")
         rows = [
-            (name, field.annotation.__name__ if hasattr(field.annotation, "__name__") else field.annotation,
-             field.default, field.description or "")
+            (
+                name,
+                field.annotation.__name__ if hasattr(field.annotation, "__name__") else field.annotation,
+                field.default,
+                field.description or "",
+            )
             for name, field in cls.model_fields.items()
             if name != "kind"
         ]

@@ -36,7 +36,7 @@ def _policy_field(value: Any) -> Policy:
     except ValidationError as error:
         raise _PolicyErrors([(_dotted(e["loc"]), _describe(e)) for e in error.errors()]) from None
     except ConfigError as error:
-        path = "kind" if isinstance(value, Mapping) or isinstance(value, str) else ""
+        path = "kind" if isinstance(value, (Mapping, str)) else ""
         raise _PolicyErrors([(path, str(error))]) from None
 
 
@@ -78,9 +78,7 @@ class CacheConfig(BaseModel):
     denoiser_policies: dict[str, SerializeAsAny[Policy]] = Field(
         default_factory=dict, description="Per-denoiser policy overrides, by denoiser name ('transformer_2')."
     )
-    num_steps: int | None = Field(
-        None, ge=1, description="Steps per generation for a bare model with no scheduler."
-    )
+    num_steps: int | None = Field(None, ge=1, description="Steps per generation for a bare model with no scheduler.")
 
     _policy = field_validator("policy", mode="before")(lambda cls, value: _policy_field(value))
 

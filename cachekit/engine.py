@@ -18,10 +18,10 @@ from torch import nn
 from cachekit.clock import DenoisingClock, SchedulerTap, StepInfo, default_step_completed
 from cachekit.denoiser import Denoiser
 from cachekit.errors import AlreadyEnabledError
+from cachekit.metrics import relative_l1
 from cachekit.modules import get_submodule
 from cachekit.patching import MethodPatch
 from cachekit.policies.base import Policy
-from cachekit.metrics import relative_l1
 from cachekit.probes import Probe, get_probe
 from cachekit.region import Region
 from cachekit.state import CacheStats, ContextState, RegionState, RegionStats
@@ -122,13 +122,17 @@ class RegionRunner:
                 if is_exit:
                     if region.mode == "residual":
                         exits = io.read_outputs(output)
-                        state.residual = tuple(_difference(out, inp) for out, inp in zip(exits, decision.entry_inputs))
+                        state.residual = tuple(
+                            _difference(out, inp) for out, inp in zip(exits, decision.entry_inputs, strict=False)
+                        )
                     state.memory.has_cache = True
                 return output
             if is_exit:
                 if region.mode == "output":
                     return state.outputs[path]
-                return io.build_output(tuple(_sum(inp, res) for inp, res in zip(decision.entry_inputs, state.residual)))
+                return io.build_output(
+                    tuple(_sum(inp, res) for inp, res in zip(decision.entry_inputs, state.residual, strict=False))
+                )
             if replays:
                 return state.outputs[path]
             return io.build_output(io.read_inputs(args, kwargs))
@@ -257,7 +261,9 @@ class CacheHandle:
             tap.bind(runtime.clock)
             self._taps.append((tap, runtime.clock))
 
-    def _patch(self, module: nn.Module, wrap: Callable[[str, Callable[..., Any]], Callable[..., Any]], path: str) -> None:
+    def _patch(
+        self, module: nn.Module, wrap: Callable[[str, Callable[..., Any]], Callable[..., Any]], path: str
+    ) -> None:
         self._patches.append(MethodPatch(module, "forward", lambda original: wrap(path, original)))
 
     def disable(self) -> None:
@@ -299,4 +305,3 @@ def _stats_name(denoiser: Denoiser, region: Region, qualify: bool) -> str:
 def handle_of(module: nn.Module) -> CacheHandle | None:
     """The handle enabled on ``module``, if any."""
     return _ENABLED.get(module)
-

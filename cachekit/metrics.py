@@ -66,7 +66,9 @@ def ssim(output: torch.Tensor, reference: torch.Tensor, data_range: float | None
     return float(index.mean())
 
 
-def module_flops(model: nn.Module, paths: Iterable[str], args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[int, dict[str, int]]:
+def module_flops(
+    model: nn.Module, paths: Iterable[str], args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> tuple[int, dict[str, int]]:
     """Run one forward under torch's FLOP counter: total FLOPs and FLOPs inside each module path.
 
     A module's count is everything that ran between its entry and exit (its submodules included).

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from itertools import pairwise
 from typing import Any
 
 import pluggy
@@ -94,7 +95,7 @@ def select_regions(pm: pluggy.PluginManager, denoiser: Denoiser, config: CacheCo
 def _check_disjoint(regions: list[Region]) -> None:
     """No module may belong to two regions, nor sit inside a module of another region."""
     owners = sorted((path, region.name) for region in regions for path in region.modules)
-    for (path, owner), (other_path, other_owner) in zip(owners, owners[1:]):
+    for (path, owner), (other_path, other_owner) in pairwise(owners):
         if other_path == path or other_path.startswith(path + "."):
             raise ConfigError(
                 f"regions {owner!r} and {other_owner!r} overlap: {other_path!r} "

@@ -181,7 +181,7 @@ class AdapterConformance:
         first, second = self.make_inputs(model, 1, seed=1), self.make_inputs(model, 1, seed=2)
         with self.enable(model, interval=self.interval):
             outputs = [self.generate(model, first), self.generate(model, second)]
-        for inputs, output in zip((first, second), outputs):
+        for inputs, output in zip((first, second), outputs, strict=True):
             with self.enable(model, interval=self.interval):
                 assert torch.equal(self.generate(model, inputs), output)
 

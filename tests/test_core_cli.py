@@ -32,7 +32,9 @@ def test_schema_is_json_with_policy_kinds(capsys):
 def test_inspect_shows_declared_regions_with_flop_share(tmp_path, capsys):
     config = tmp_path / "c.yaml"
     config.write_text("declare:\n  - {name: middle, entry: blocks.1, exit: blocks.4}\n")
-    code = main(["inspect", "tests.models:tiny_transformer", "--config", str(config), "--inputs", "tests.models:tiny_inputs"])
+    code = main(
+        ["inspect", "tests.models:tiny_transformer", "--config", str(config), "--inputs", "tests.models:tiny_inputs"]
+    )
     assert code == 0
     out = capsys.readouterr().out
     assert "middle (default)" in out and "residual" in out

@@ -46,18 +46,33 @@ def test_config_round_trips_through_dump():
 @pytest.mark.parametrize(
     "data,expected",
     [
-        ({"policy": {"kind": "unifrom"}}, r"policy\.kind: unknown policy kind 'unifrom' \(did you mean 'uniform'\?\); known kinds: .*'similarity'"),
-        ({"policy": {"kind": "uniform", "interval": 0}}, r"policy\.interval: Input should be greater than or equal to 1 \(got 0\)"),
+        (
+            {"policy": {"kind": "unifrom"}},
+            r"policy\.kind: unknown policy kind 'unifrom' \(did you mean 'uniform'\?\); known kinds: .*'similarity'",
+        ),
+        (
+            {"policy": {"kind": "uniform", "interval": 0}},
+            r"policy\.interval: Input should be greater than or equal to 1 \(got 0\)",
+        ),
         ({"policy": {"kind": "uniform", "intervl": 2}}, r"policy\.intervl: unknown key; did you mean 'interval'\?"),
         ({"policy": {"kind": "similarity", "threshold": -1}}, r"policy\.threshold: Input should be greater than 0"),
-        ({"policy": {"kind": "similarity", "probe": "entry_inptu"}}, r"unknown probe 'entry_inptu' \(did you mean 'entry_input'\?\)"),
+        (
+            {"policy": {"kind": "similarity", "probe": "entry_inptu"}},
+            r"unknown probe 'entry_inptu' \(did you mean 'entry_input'\?\)",
+        ),
         ({"policy": {"kind": "nonuniform", "power": 1.0}}, r"policy\.power: Input should be greater than 1"),
         ({"polcy": {"kind": "uniform"}}, r"polcy: unknown key; did you mean 'policy'\?"),
         ({"num_steps": 0}, r"num_steps: Input should be greater than or equal to 1"),
         ({"policy": 3}, r"policy: a policy must be a mapping with a 'kind' key, got int"),
-        ({"region_policies": {"a": {"kind": "uniform", "interval": -2}}}, r"region_policies\.a\.interval: Input should be"),
+        (
+            {"region_policies": {"a": {"kind": "uniform", "interval": -2}}},
+            r"region_policies\.a\.interval: Input should be",
+        ),
         ({"declare": [{"name": "x"}]}, r"declare\.0\.entry: Field required"),
-        ({"declare": [{"name": "x", "entry": "a", "mode": "both"}]}, r"declare\.0\.mode: Input should be 'output' or 'residual'"),
+        (
+            {"declare": [{"name": "x", "entry": "a", "mode": "both"}]},
+            r"declare\.0\.mode: Input should be 'output' or 'residual'",
+        ),
     ],
 )
 def test_bad_configs_name_the_path_and_the_choices(data, expected):
@@ -98,17 +113,55 @@ def test_unreadable_source_type():
 @pytest.mark.parametrize(
     "config,error,expected",
     [
-        ({"regions": ["midle"], **MIDDLE}, RegionNotFoundError, r"region 'midle' is not a region of TinyTransformer \(did you mean 'middle'\?\); available: .*'middle'"),
+        (
+            {"regions": ["midle"], **MIDDLE},
+            RegionNotFoundError,
+            r"region 'midle' is not a region of TinyTransformer \(did you mean 'middle'\?\); available: .*'middle'",
+        ),
         ({"regions": ["x"]}, RegionNotFoundError, "region 'x' is not a region of TinyTransformer; available: "),
-        ({"declare": [{"name": "m", "entry": "blocks.9"}]}, RegionNotFoundError, r"module path 'blocks.9' names nothing in TinyTransformer \(did you mean 'blocks.5'\?\); 'blocks' has: 'blocks.0', 'blocks.1',"),
-        ({"declare": [{"name": "m", "entry": "blocks.1", "exit": "out"}]}, RegionNotFoundError, "must be children of the same module"),
-        ({"declare": [{"name": "m", "entry": "blocks.3", "exit": "blocks.1"}]}, RegionNotFoundError, "comes before entry"),
-        ({"declare": [{"name": "a", "entry": "blocks.1", "exit": "blocks.3"}, {"name": "b", "entry": "blocks.3"}]}, ConfigError, "regions 'a' and 'b' overlap: 'blocks.3' is 'blocks.3'"),
-        ({"declare": [{"name": "a", "entry": "blocks.1", "exit": "blocks.3"}, {"name": "b", "entry": "blocks.2.mlp"}]}, ConfigError, "regions 'a' and 'b' overlap: 'blocks.2.mlp' is inside 'blocks.2'"),
-        ({**MIDDLE, "region_policies": {"other": "uniform"}}, ConfigError, "region_policies names 'other', not a selected region; selected: 'middle'"),
+        (
+            {"declare": [{"name": "m", "entry": "blocks.9"}]},
+            RegionNotFoundError,
+            r"module path 'blocks.9' names nothing in TinyTransformer \(did you mean 'blocks.5'\?\); "
+            r"'blocks' has: 'blocks.0', 'blocks.1',",
+        ),
+        (
+            {"declare": [{"name": "m", "entry": "blocks.1", "exit": "out"}]},
+            RegionNotFoundError,
+            "must be children of the same module",
+        ),
+        (
+            {"declare": [{"name": "m", "entry": "blocks.3", "exit": "blocks.1"}]},
+            RegionNotFoundError,
+            "comes before entry",
+        ),
+        (
+            {"declare": [{"name": "a", "entry": "blocks.1", "exit": "blocks.3"}, {"name": "b", "entry": "blocks.3"}]},
+            ConfigError,
+            "regions 'a' and 'b' overlap: 'blocks.3' is 'blocks.3'",
+        ),
+        (
+            {
+                "declare": [
+                    {"name": "a", "entry": "blocks.1", "exit": "blocks.3"},
+                    {"name": "b", "entry": "blocks.2.mlp"},
+                ]
+            },
+            ConfigError,
+            "regions 'a' and 'b' overlap: 'blocks.2.mlp' is inside 'blocks.2'",
+        ),
+        (
+            {**MIDDLE, "region_policies": {"other": "uniform"}},
+            ConfigError,
+            "region_policies names 'other', not a selected region; selected: 'middle'",
+        ),
         ({**MIDDLE, "denoiser_policies": {"unet": "uniform"}}, ConfigError, "its denoisers: 'model'"),
         ({**MIDDLE, "denoisers": ["unet"]}, LookupError, "denoiser 'unet' is not in TinyTransformer"),
-        ({**MIDDLE, "policy": {"kind": "similarity", "probe": "entry_residual"}}, ConfigError, "needs region 'middle' to name a probe_base"),
+        (
+            {**MIDDLE, "policy": {"kind": "similarity", "probe": "entry_residual"}},
+            ConfigError,
+            "needs region 'middle' to name a probe_base",
+        ),
     ],
 )
 def test_enable_rejects_bad_regions_with_choices_and_installs_nothing(config, error, expected):

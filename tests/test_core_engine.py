@@ -44,7 +44,10 @@ def run_by_hand(model, reuse_at: set[int], mode: str) -> torch.Tensor:
 @pytest.mark.parametrize("mode", ["residual", "output"])
 def test_reuse_computes_exactly_the_hand_composed_reference(mode):
     model = tiny_transformer()
-    config = {"declare": [{"name": "m", "entry": "blocks.1", "exit": "blocks.4", "mode": mode}], "policy": {"kind": "uniform", "interval": 2}}
+    config = {
+        "declare": [{"name": "m", "entry": "blocks.1", "exit": "blocks.4", "mode": mode}],
+        "policy": {"kind": "uniform", "interval": 2},
+    }
     with cachekit.cached(model, config) as handle:
         cached_output = run(model)
     assert handle.stats.refresh_steps("m") == [0, 2, 4]
@@ -86,7 +89,10 @@ def test_reset_drops_the_cache():
 def test_region_policies_override_per_region():
     model = tiny_transformer()
     config = {
-        "declare": [{"name": "a", "entry": "blocks.1", "exit": "blocks.2"}, {"name": "b", "entry": "blocks.3", "exit": "blocks.4"}],
+        "declare": [
+            {"name": "a", "entry": "blocks.1", "exit": "blocks.2"},
+            {"name": "b", "entry": "blocks.3", "exit": "blocks.4"},
+        ],
         "policy": {"kind": "uniform", "interval": 1},
         "region_policies": {"b": {"kind": "uniform", "interval": 5}},
     }
@@ -163,7 +169,9 @@ class TwoDenoiserFinder:
     @cachekit.hookimpl
     def cachekit_find_denoisers(self, pipeline):
         if isinstance(pipeline, TwoDenoiserPipeline):
-            return [Denoiser(name, getattr(pipeline, name), pipeline.scheduler) for name in ("transformer", "transformer_2")]
+            return [
+                Denoiser(name, getattr(pipeline, name), pipeline.scheduler) for name in ("transformer", "transformer_2")
+            ]
         return None
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -16,7 +18,9 @@ with torch.no_grad():
     REFERENCE = MODEL(REFERENCE_INPUT, torch.tensor(500.0))
 
 policies = st.one_of(
-    st.builds(lambda i, w: {"kind": "uniform", "interval": i, "warmup_steps": w}, st.integers(-1, 6), st.integers(-1, 3)),
+    st.builds(
+        lambda i, w: {"kind": "uniform", "interval": i, "warmup_steps": w}, st.integers(-1, 6), st.integers(-1, 3)
+    ),
     st.builds(lambda i, c: {"kind": "nonuniform", "interval": i, "center": c}, st.integers(0, 6), st.integers(-1, 12)),
     st.builds(
         lambda t, m, r: {"kind": "similarity", "threshold": t, "max_consecutive_reuse": m, "refresh_last_steps": r},
@@ -60,16 +64,13 @@ def test_any_config_and_sequence_leaves_no_hook_behind(policy, region, num_steps
     try:
         for op in ops:
             if op[0] == "enable":
-                try:
+                # invalid configs and double enables must fail cleanly, with our error
+                with contextlib.suppress(CachekitError):
                     handles.append(cachekit.enable(MODEL, config))
-                except CachekitError:
-                    pass  # invalid configs and double enables must fail cleanly, with our error
             elif op[0] == "call":
-                with torch.no_grad():
-                    try:
-                        MODEL(torch.randn(op[2], 8, 4), torch.tensor(op[1]))
-                    except CachekitError:
-                        pass  # e.g. nonuniform with a budget it cannot place: a clear error
+                # e.g. nonuniform with a budget it cannot place: a clear error
+                with torch.no_grad(), contextlib.suppress(CachekitError):
+                    MODEL(torch.randn(op[2], 8, 4), torch.tensor(op[1]))
             elif op[0] == "reset" and handles:
                 handles[-1].reset()
             elif op[0] == "disable" and handles:

@@ -103,8 +103,14 @@ def test_third_party_overrides_first_party_dispatch():
     from diffusers import DDIMPipeline, DDIMScheduler, UNet2DModel
 
     unet = UNet2DModel(
-        sample_size=8, in_channels=1, out_channels=1, block_out_channels=(8, 16), layers_per_block=1, norm_num_groups=4,
-        down_block_types=("DownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "UpBlock2D"),
+        sample_size=8,
+        in_channels=1,
+        out_channels=1,
+        block_out_channels=(8, 16),
+        layers_per_block=1,
+        norm_num_groups=4,
+        down_block_types=("DownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "UpBlock2D"),
     )
     pipe = DDIMPipeline(unet=unet, scheduler=DDIMScheduler())
 

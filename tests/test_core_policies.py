@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from itertools import pairwise
 
 import pytest
 
@@ -35,9 +36,11 @@ def test_uniform_interval_1_always_refreshes():
 def test_nonuniform_has_uniform_budget_and_crowds_the_centre(num_steps, interval):
     policy = NonUniformPolicy(interval=interval, center=15, power=1.4)
     steps = policy.refresh_steps(num_steps)
-    assert len(steps) == len(UniformPolicy(interval=interval).refresh_steps(num_steps)) == math.ceil(num_steps / interval)
+    assert (
+        len(steps) == len(UniformPolicy(interval=interval).refresh_steps(num_steps)) == math.ceil(num_steps / interval)
+    )
     assert steps[0] == 0 and steps == sorted(set(steps)) and steps[-1] < num_steps
-    gaps = [b - a for a, b in zip(steps, steps[1:])]
+    gaps = [b - a for a, b in pairwise(steps)]
     near_centre = min(range(len(gaps)), key=lambda i: abs(steps[i] - 15))
     assert gaps[near_centre] <= min(gaps[0], gaps[-1])
 

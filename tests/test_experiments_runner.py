@@ -7,11 +7,12 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from cachekit_digits.loading import BUILDERS, load_pipeline
 
 import cachekit.experiments as experiments
 from cachekit import ConfigError, Denoiser, RegionNotFoundError, hookimpl
 from cachekit.cli import main
-from cachekit.experiment_config import BASELINE, NOISE_FLOOR
+from cachekit.experiment_config import BASELINE, NOISE_FLOOR, ModelSpec
 from cachekit.experiment_plots import pareto_front
 from cachekit.experiments import ExperimentError, ExperimentRunner, run_experiment
 from cachekit.metrics import region_flop_shares
@@ -251,3 +252,20 @@ def test_cachekit_demo_runs_the_default_experiment_on_the_shipped_unet(tmp_path,
     assert f"sample grids: {tmp_path / 'grids'}" in printed
     saved = json.loads((tmp_path / "results.json").read_text())
     assert saved["model"]["source"] == "digits-unet" and saved["fidelity_metric"] == "fd"
+
+
+def test_a_local_folder_loads_through_from_pretrained_with_the_scheduler_asked_for(tmp_path):
+    folder = tmp_path / "my-model"
+    BUILDERS["tiny-unet"]().save_pretrained(folder)
+    spec = {"source": str(folder), "pipeline": "DDIMPipeline", "scheduler": "DDPMScheduler"}
+    pipe = load_pipeline(ModelSpec(**spec, scheduler_options={"timestep_spacing": "trailing"}))
+    assert type(pipe).__name__ == "DDIMPipeline" and type(pipe.scheduler).__name__ == "DDPMScheduler"
+    assert pipe.scheduler.config.timestep_spacing == "trailing"
+
+    config = {**tiny_unet({"interval": 2, "branch": 0}, num_samples=2), "model": {"source": str(folder)}}
+    results = run_experiment(config, tmp_path / "out", progress=False)
+    assert [row["setting"] for row in results.rows] == [BASELINE, "uniform interval=2 @branch0"]
+    assert "fd" not in results.rows[0]  # a user's folder is not scored as digits
+    message = r"'DDIMSchedular' is not a diffusers Scheduler class \(did you mean 'DDIMScheduler'\?\)"
+    with pytest.raises(ConfigError, match=message):
+        load_pipeline(ModelSpec(source=str(folder), scheduler="DDIMSchedular"))
