@@ -42,7 +42,9 @@ def enable(target: Any, config: ConfigSource = None, **overrides: Any) -> CacheH
     for denoiser in find_denoisers(pm, target, settings):
         regions = select_regions(pm, denoiser, settings)
         _check_region_policies(settings, [region.name for region in regions])
-        region_plans = [RegionPlan(region, settings.policy_for(denoiser.name, region.name)) for region in regions]
+        region_plans = [
+            RegionPlan(region, settings.policy_for(denoiser.name, region.name), settings.forecast) for region in regions
+        ]
         plans.append((denoiser, region_plans, settings.num_steps))
     step_completed = _step_completed(pm)
     return CacheHandle().install(plans, step_completed)

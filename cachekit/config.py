@@ -18,6 +18,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError, create_model, field_validator
 
 from cachekit.errors import ConfigError, did_you_mean
+from cachekit.forecast import Forecast
 from cachekit.policies.base import Policy, parse_policy, policy_kinds
 from cachekit.policies.uniform import UniformPolicy
 
@@ -79,6 +80,13 @@ class CacheConfig(BaseModel):
         default_factory=dict, description="Per-denoiser policy overrides, by denoiser name ('transformer_2')."
     )
     num_steps: int | None = Field(None, ge=1, description="Steps per generation for a bare model with no scheduler.")
+    forecast: Forecast = Field(
+        "none",
+        description=(
+            "What reuse steps serve: 'none' the stored result as computed (DeepCache, FORA); 'linear' "
+            "its extrapolation from the last two refreshes (TaylorSeer's first order; keeps two results)."
+        ),
+    )
 
     _policy = field_validator("policy", mode="before")(lambda cls, value: _policy_field(value))
 

@@ -18,6 +18,7 @@ from torch import nn
 from cachekit.clock import DenoisingClock, SchedulerTap, StepInfo, default_step_completed
 from cachekit.denoiser import Denoiser
 from cachekit.errors import AlreadyEnabledError
+from cachekit.forecast import Forecast, extrapolate, forecast_ratio
 from cachekit.metrics import relative_l1
 from cachekit.modules import get_submodule
 from cachekit.patching import MethodPatch
@@ -43,10 +44,19 @@ class _Decision:
 class RegionRunner:
     """Runs one region: decides at its entry, then stores or reuses through its modules."""
 
-    def __init__(self, region: Region, policy: Policy, denoiser: DenoiserRuntime, stats: RegionStats, stats_name: str):
+    def __init__(
+        self,
+        region: Region,
+        policy: Policy,
+        denoiser: DenoiserRuntime,
+        stats: RegionStats,
+        stats_name: str,
+        forecast: Forecast = "none",
+    ):
         self.region = region
         self.stats_name = stats_name
         self.policy = policy
+        self.forecasts = forecast == "linear"
         self.denoiser = denoiser
         self.stats = stats
         self.state = RegionState()
@@ -73,6 +83,8 @@ class RegionRunner:
         refresh = self.policy.should_refresh(step, memory) or not memory.has_cache
         if refresh:
             memory.last_refresh_step = step.index
+            if self.forecasts:
+                state.refresh_steps = (*state.refresh_steps[-1:], step.index)
             memory.consecutive_reuses = 0
             memory.accumulated_drift = 0.0
         else:
@@ -118,10 +130,14 @@ class RegionRunner:
             if decision.refresh:
                 output = original(*args, **kwargs)
                 if stores_output:
+                    if self.forecasts and path in state.outputs:
+                        state.previous_outputs[path] = state.outputs[path]
                     state.outputs[path] = output
                 if is_exit:
                     if region.mode == "residual":
                         exits = io.read_outputs(output)
+                        if self.forecasts:
+                            state.previous_residual = state.residual
                         state.residual = tuple(
                             _difference(out, inp) for out, inp in zip(exits, decision.entry_inputs, strict=False)
                         )
@@ -129,15 +145,20 @@ class RegionRunner:
                 return output
             if is_exit:
                 if region.mode == "output":
-                    return state.outputs[path]
-                return io.build_output(
-                    tuple(_sum(inp, res) for inp, res in zip(decision.entry_inputs, state.residual, strict=False))
-                )
+                    return self._served(state, state.outputs[path], state.previous_outputs.get(path), decision.step)
+                residual = self._served(state, state.residual, state.previous_residual, decision.step)
+                pairs = zip(decision.entry_inputs, residual, strict=False)
+                return io.build_output(tuple(_sum(inp, res) for inp, res in pairs))
             if replays:
-                return state.outputs[path]
+                return self._served(state, state.outputs[path], state.previous_outputs.get(path), decision.step)
             return io.build_output(io.read_inputs(args, kwargs))
 
         return forward
+
+    def _served(self, state: ContextState, latest: Any, previous: Any, step: StepInfo) -> Any:
+        """What a reuse step serves: the stored result, or its forecast for this step."""
+        ratio = forecast_ratio(step.index, state.refresh_steps) if self.forecasts else None
+        return latest if ratio is None or previous is None else extrapolate(latest, previous, ratio)
 
 
 def _difference(output: torch.Tensor | None, entry: torch.Tensor) -> torch.Tensor | None:
@@ -183,10 +204,11 @@ class DenoiserRuntime:
 
 @dataclass(frozen=True)
 class RegionPlan:
-    """A region to install, with the policy chosen for it."""
+    """A region to install, with the policy chosen for it and how its reuse steps forecast."""
 
     region: Region
     policy: Policy
+    forecast: Forecast = "none"
 
 
 class CacheHandle:
@@ -245,7 +267,7 @@ class CacheHandle:
         model = denoiser.module
         for plan in region_plans:
             name = _stats_name(denoiser, plan.region, qualify)
-            runner = RegionRunner(plan.region, plan.policy, runtime, self.stats[name], name)
+            runner = RegionRunner(plan.region, plan.policy, runtime, self.stats[name], name, plan.forecast)
             runtime.runners.append(runner)
             for path in runner.watched_paths:
                 self._patch(get_submodule(model, path), runner.wrap_watched, path)
