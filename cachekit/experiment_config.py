@@ -9,6 +9,8 @@ map onto a setting explicitly:
 * any field of that kind (``interval``, ``threshold``, ``center``, ...): the policy field;
 * ``branch: k``: the UNet region ``branch{k}`` (DeepCache's skip branch ``k``);
 * ``regions``: region names (one name or a list), as in ``CacheConfig.regions``;
+* ``forecast``: ``CacheConfig.forecast`` (``linear`` extrapolates reuse steps); named in
+  the setting's name when it is not ``none``;
 * ``cache``: any other ``CacheConfig`` keys (``declare``, ``num_steps``, ``denoisers``, ...);
 * ``grid``: keys of the above mapped to lists of values; the entry expands into their
   cartesian product (``grid: {interval: [2, 3, 5], branch: [0, 1]}`` gives six settings).
@@ -29,6 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator,
 
 from cachekit.config import CacheConfig, read_mapping, validate
 from cachekit.errors import ConfigError, did_you_mean, listing
+from cachekit.forecast import Forecast
 from cachekit.policies.base import policy_kinds
 
 BASELINE = "none"
@@ -37,10 +40,10 @@ BASELINE = "none"
 NOISE_FLOOR = "none (seeds B)"
 """Name of the uncached run on a second, disjoint seed set (``sampling.noise_floor``)."""
 
-SETTING_KEYS = ("branch", "regions", "cache")
+SETTING_KEYS = ("branch", "regions", "forecast", "cache")
 """Entry keys that select regions or set other cache options (the rest are policy fields)."""
 
-_FORBIDDEN_CACHE_KEYS = ("policy", "regions")
+_FORBIDDEN_CACHE_KEYS = ("policy", "regions", "forecast")
 
 
 class ModelSpec(BaseModel):
@@ -156,6 +159,7 @@ class PolicyEntry(BaseModel):
     grid: dict[str, list[Any]] = Field(default_factory=dict, description="Keys mapped to lists of values to sweep.")
     branch: int | None = Field(None, ge=0, description="UNet skip branch k: caches region 'branch{k}'.")
     regions: list[str] | None = Field(None, min_length=1, description="Region names to cache.")
+    forecast: Forecast = Field("none", description="What reuse steps serve: 'none' (stored) or 'linear'.")
     cache: dict[str, Any] = Field(default_factory=dict, description="Other CacheConfig keys (declare, num_steps, ...).")
 
     _settings: list[Setting] = PrivateAttr(default_factory=list)
@@ -195,9 +199,10 @@ class PolicyEntry(BaseModel):
         bad_cache = set(_FORBIDDEN_CACHE_KEYS) & set(cache)
         if bad_cache:
             raise ValueError(
-                f"'cache' may not set {listing(bad_cache)}; use the entry's kind, policy fields and regions"
+                f"'cache' may not set {listing(bad_cache)}; use the entry's kind, policy fields, regions and forecast"
             )
         regions = _regions(values.pop("branch", None), values.pop("regions", None))
+        forecast = values.pop("forecast", "none")
         policy_fields = set(kinds[kind].model_fields) - {"kind"}
         unknown = set(values) - policy_fields
         if unknown:
@@ -207,17 +212,21 @@ class PolicyEntry(BaseModel):
                 f"key {key!r} is not a field of policy kind {kind!r}{did_you_mean(key, allowed)}; "
                 f"keys allowed here: {listing(allowed)}"
             )
-        mapping = {**cache, "policy": {"kind": kind, **values}}
+        mapping = {**cache, "policy": {"kind": kind, **values}, "forecast": forecast}
         if regions is not None:
             mapping["regions"] = regions
         config = validate(CacheConfig, mapping, f"policies entry {self.name or kind!r}")
-        return Setting(self._name(kind, values, regions, swept), config)
+        return Setting(self._name(kind, values, regions, forecast, swept), config)
 
-    def _name(self, kind: str, values: dict[str, Any], regions: list[str] | None, swept: dict[str, Any]) -> str:
+    def _name(
+        self, kind: str, values: dict[str, Any], regions: list[str] | None, forecast: str, swept: dict[str, Any]
+    ) -> str:
         if self.name is not None:
             suffix = ",".join(f"{key}={_short(value)}" for key, value in swept.items())
             return f"{self.name}[{suffix}]" if suffix else self.name
         parts = [kind, *(f"{key}={_short(value)}" for key, value in values.items())]
+        if forecast != "none":
+            parts.append(f"forecast={forecast}")
         if regions is not None:
             parts.append("@" + "+".join(regions))
         return " ".join(parts)

@@ -66,7 +66,10 @@ def test_an_entry_without_grid_is_one_setting_and_regions_can_be_swept():
         ({"cache": {"policy": {"kind": "uniform"}}}, "'cache' may not set 'policy'"),
         ({"grid": {"branch": [0, "deep"]}}, "'branch' must be a skip-branch index 0, 1, 2, ... (got 'deep')"),
         ({"branch": -1}, "policies.1.branch: Input should be greater than or equal to 0"),
-        ({"kind": "similarity", "threshold": 0.1, "interval": 2}, "keys allowed here: 'branch', 'cache', 'grid'"),
+        (
+            {"kind": "similarity", "threshold": 0.1, "interval": 2},
+            "keys allowed here: 'branch', 'cache', 'forecast', 'grid'",
+        ),
     ],
 )
 def test_bad_policy_entries_name_the_entry_and_what_is_allowed(entry, message):
