@@ -7,8 +7,8 @@ Run after the two example sweeps (their default output folders, or give others):
     python scripts/experiment_figures.py runs/digits-unet-sweep runs/digits-dit-sweep
 
 Writes ``docs/assets/experiments/``: each sweep's ``pareto.png``, a few sample grids, and
-``unet_budget.png`` (FD of the uncached and of each policy kind against refreshes per
-generation, at branch 0).
+``unet_budget.png`` (FD of the uncached and of each policy kind, with and without the
+linear forecast, against refreshes per generation, at branch 0).
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ GRIDS = {
         "uniform_interval=10_branch0",
         "nonuniform_center=10_power=2.0_interval=10_branch0",
         "similarity_threshold=0.3_branch0",
+        "nonuniform_interval=10_power=3.0_center=10_forecast=linear_branch0",
     ],
     "dit": ["none", "uniform_interval=5_blocks_1_6", "similarity_probe=entry_residual_threshold=0.4_blocks_1_6"],
 }
@@ -44,11 +45,21 @@ def budget_plot(rows: list[dict], path: Path) -> None:
         low, high = sorted((baseline["fd"], noise["fd"]))
         axes.axhspan(low, high, color="tab:gray", alpha=0.25, label="uncached, two seed sets")
     for kind in ("uniform", "nonuniform", "similarity"):
-        group = sorted(
-            (row for row in rows if policy_kind(row) == kind and row["regions"] == "branch0"),
-            key=lambda row: row["refreshes"],
-        )
-        axes.plot([r["refreshes"] for r in group], [r["fd"] for r in group], marker="o", label=kind)
+        for forecast in (False, True):
+            group = sorted(
+                (
+                    row
+                    for row in rows
+                    if policy_kind(row) == kind
+                    and row["regions"] == "branch0"
+                    and ("forecast=linear" in row["setting"]) == forecast
+                ),
+                key=lambda row: (row["refreshes"], row["fd"]),
+            )
+            label = f"{kind}, linear forecast" if forecast else kind
+            style = {"marker": "s", "linestyle": "--"} if forecast else {"marker": "o"}
+            if group:
+                axes.plot([r["refreshes"] for r in group], [r["fd"] for r in group], label=label, **style)
     axes.set_yscale("log")
     axes.set_xlabel("refreshes of branch 0 per generation (of 50 steps)")
     axes.set_ylabel("FD, 1024 samples (lower is better)")
