@@ -23,6 +23,7 @@ from cachekit.experiment_config import ModelSpec
 from cachekit.experiments import run_experiment
 from cachekit.metrics import computed_flop_share, psnr, region_flop_shares
 from cachekit.plugin_manager import get_plugin_manager
+from tests.unet_models import one_thread  # noqa: F401  (autouse fixture)
 
 STEPS = 50
 SAMPLES = 64
@@ -40,15 +41,6 @@ DIT_SETTINGS = {
 def _generate(pipe: Any, call: dict[str, Any]) -> torch.Tensor:
     generators = [torch.Generator().manual_seed(seed) for seed in range(SAMPLES)]
     return pipe(num_inference_steps=STEPS, generator=generators, output_type="pt", **call).images
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """CPU time measures one thread's work: run single-threaded."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _side_by_side(source: str, call: dict[str, Any], settings: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:

@@ -86,11 +86,13 @@ def disable(target: Any) -> None:
 
 @contextmanager
 def cached(target: Any, config: ConfigSource = None, **overrides: Any) -> Iterator[CacheHandle]:
-    """Caching for the duration of a ``with`` block::
+    """Caching for the duration of a ``with`` block; disabled on exit, even on error.
 
+    ```python
     with cachekit.cached(pipe, {"policy": {"kind": "uniform", "interval": 3}}) as handle:
         image = pipe(prompt).images[0]
     print(handle.stats.hit_map())
+    ```
     """
     handle = enable(target, config, **overrides)
     try:

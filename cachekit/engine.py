@@ -82,9 +82,9 @@ class RegionRunner:
             self._measure_drift(state, entry_inputs)
         refresh = self.policy.should_refresh(step, memory) or not memory.has_cache
         if refresh:
-            memory.last_refresh_step = step.index
             if self.forecasts:
-                state.refresh_steps = (*state.refresh_steps[-1:], step.index)
+                state.previous_refresh_step = memory.last_refresh_step
+            memory.last_refresh_step = step.index
             memory.consecutive_reuses = 0
             memory.accumulated_drift = 0.0
         else:
@@ -157,8 +157,10 @@ class RegionRunner:
 
     def _served(self, state: ContextState, latest: Any, previous: Any, step: StepInfo) -> Any:
         """What a reuse step serves: the stored result, or its forecast for this step."""
-        ratio = forecast_ratio(step.index, state.refresh_steps) if self.forecasts else None
-        return latest if ratio is None or previous is None else extrapolate(latest, previous, ratio)
+        if not self.forecasts or previous is None:
+            return latest
+        ratio = forecast_ratio(step.index, state.previous_refresh_step, state.memory.last_refresh_step)
+        return latest if ratio is None else extrapolate(latest, previous, ratio)
 
 
 def _difference(output: torch.Tensor | None, entry: torch.Tensor) -> torch.Tensor | None:

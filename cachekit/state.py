@@ -20,16 +20,15 @@ class ContextState:
         outputs: stored module outputs by module path (``output`` mode, ``replay`` inners).
         residual: stored ``exit - entry`` tensors (``residual`` mode).
         previous_probe: the probe of the previous call, for the drift of the next.
-        refresh_steps: the steps of the last two refreshes (forecasting reuse).
-        previous_outputs, previous_residual: what the refresh before the latest stored
-            (kept only when a reuse forecasts).
+        previous_refresh_step, previous_outputs, previous_residual: the step of the refresh
+            before the latest and what it stored (kept only when reuse steps forecast).
     """
 
     memory: RegionMemory = field(default_factory=RegionMemory)
     outputs: dict[str, Any] = field(default_factory=dict)
     residual: tuple[torch.Tensor, ...] = ()
     previous_probe: torch.Tensor | None = None
-    refresh_steps: tuple[int, ...] = ()
+    previous_refresh_step: int | None = None
     previous_outputs: dict[str, Any] = field(default_factory=dict)
     previous_residual: tuple[torch.Tensor, ...] = ()
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict, namedtuple
+
 import pytest
 import torch
 
@@ -98,11 +100,18 @@ def test_extrapolate_walks_tuples_and_dicts_and_leaves_what_it_cannot_forecast()
     integers = torch.tensor([3, 5])
     assert extrapolate(integers, torch.tensor([1, 1]), 1.0) is integers
     assert extrapolate(latest, torch.zeros(3), 1.0) is latest  # shape changed: no forecast
+    pair = namedtuple("Pair", "first second")
+    served = extrapolate(pair(latest, None), pair(previous, None), 1.0)
+    assert isinstance(served, pair) and served.second is None
+    torch.testing.assert_close(served.first, torch.tensor([5.0, 9.0]))
+    ordered = extrapolate(OrderedDict(a=latest), OrderedDict(a=previous), 1.0)
+    assert type(ordered) is OrderedDict
+    torch.testing.assert_close(ordered["a"], torch.tensor([5.0, 9.0]))
 
 
 def test_forecast_ratio_needs_two_refreshes():
-    assert forecast_ratio(5, (3,)) is None
-    assert forecast_ratio(5, (0, 3)) == pytest.approx(2 / 3)
+    assert forecast_ratio(5, None, 3) is None
+    assert forecast_ratio(5, 0, 3) == pytest.approx(2 / 3)
 
 
 def test_a_bad_forecast_names_the_allowed_values():

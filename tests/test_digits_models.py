@@ -16,18 +16,10 @@ import cachekit
 from cachekit.experiment_config import ModelSpec, load_experiment
 from cachekit.metrics import psnr
 from cachekit.plugin_manager import get_plugin_manager
+from tests.unet_models import one_thread  # noqa: F401  (autouse fixture)
 
 SAMPLES = 64
 STEPS = 50
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small models run fastest single-threaded on a shared machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def sample(pipe, count: int = SAMPLES, steps: int = STEPS, **call) -> torch.Tensor:

@@ -7,7 +7,6 @@ a change in behaviour fails here before the docs go stale.
 from __future__ import annotations
 
 import runpy
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,20 +17,9 @@ from torch import nn
 import cachekit
 from cachekit.config import load_config
 from tests.docs_support import DOCS_SRC
-from tests.unet_models import tiny_sd_unet
+from tests.unet_models import one_thread, tiny_sd_unet  # noqa: F401  (one_thread: autouse fixture)
 
 MY_MODEL = DOCS_SRC / "my_model"
-
-
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    """Tiny models run fastest on one thread; more only fight over the CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
 
 
 def run_example(path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> str:

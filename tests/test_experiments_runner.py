@@ -18,17 +18,9 @@ from cachekit.experiments import ExperimentError, ExperimentRunner, run_experime
 from cachekit.metrics import region_flop_shares
 from cachekit.plugin_manager import register_plugin, unregister_plugin
 from tests.models import tiny_transformer
+from tests.unet_models import one_thread  # noqa: F401  (autouse fixture)
 
 TINY_UNET = {"model": {"builder": "tiny-unet"}, "sampling": {"steps": 6, "num_samples": 4, "batch_size": 2}}
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run fastest single-threaded on a shared machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def tiny_unet(*policies: dict, **sampling: object) -> dict:
@@ -40,7 +32,6 @@ def sweep(tmp_path_factory):
     """One run shared by several tests: always-refresh, interval 2 at branch 0, and the noise floor."""
     out = tmp_path_factory.mktemp("sweep")
     config = tiny_unet({"interval": 1, "branch": 0}, {"interval": 2, "branch": 0}, noise_floor=True)
-    torch.set_num_threads(1)
     return run_experiment(config, out, progress=False)
 
 
