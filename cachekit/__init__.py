@@ -4,8 +4,11 @@ from cachekit.api import cached, disable, enable
 from cachekit.clock import StepInfo
 from cachekit.config import CacheConfig, DeclaredRegion, load_config
 from cachekit.denoiser import Denoiser
-from cachekit.engine import CacheHandle
+from cachekit.engine import CacheHandle, RegionView
+from cachekit.modules import get_submodule, isinstance_str
 from cachekit.errors import (
+    did_you_mean,
+    listing,
     AlreadyEnabledError,
     CachekitError,
     ConfigError,
@@ -13,7 +16,7 @@ from cachekit.errors import (
     PolicyError,
     RegionNotFoundError,
 )
-from cachekit.plugin_manager import hookimpl
+from cachekit.hookspecs import hookimpl, hookspec
 from cachekit.policies import NonUniformPolicy, Policy, SimilarityPolicy, UniformPolicy, register_policy
 from cachekit.region import Region, RegionIO, TensorIO, TupleIO
 
@@ -42,7 +45,13 @@ __all__ = [
     "cached",
     "disable",
     "enable",
+    "RegionView",
+    "did_you_mean",
+    "get_submodule",
     "hookimpl",
+    "hookspec",
+    "isinstance_str",
+    "listing",
     "load_config",
     "register_policy",
 ]

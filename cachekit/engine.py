@@ -204,6 +204,41 @@ class DenoiserRuntime:
         return forward
 
 
+class RegionView:
+    """What a :class:`CacheHandle` shows of one installed region: read-only, always current."""
+
+    def __init__(self, runner: RegionRunner):
+        self._runner = runner
+
+    @property
+    def name(self) -> str:
+        """The region's name in the stats (``denoiser/region`` when there are several denoisers)."""
+        return self._runner.stats_name
+
+    @property
+    def region(self) -> Region:
+        """The installed region."""
+        return self._runner.region
+
+    @property
+    def denoiser(self) -> Denoiser:
+        """The denoiser the region belongs to."""
+        return self._runner.denoiser.denoiser
+
+    @property
+    def stats(self) -> RegionStats:
+        """Refreshes, reuses and the hit map of this region."""
+        return self._runner.stats
+
+    @property
+    def cache_bytes(self) -> int:
+        """Bytes of tensors this region holds between refreshes, over every context."""
+        return 0
+
+    def __repr__(self) -> str:
+        return f"<RegionView {self.name!r} of {self.denoiser.name!r}>"
+
+
 @dataclass(frozen=True)
 class RegionPlan:
     """A region to install, with the policy chosen for it and how its reuse steps forecast."""
@@ -231,6 +266,11 @@ class CacheHandle:
     def regions(self) -> dict[str, Region]:
         """The installed regions by stats name (``denoiser/region`` when there are several denoisers)."""
         return {runner.stats_name: runner.region for rt in self.runtimes for runner in rt.runners}
+
+    @property
+    def views(self) -> dict[str, RegionView]:
+        """A read-only view of every installed region, by stats name."""
+        return {runner.stats_name: RegionView(runner) for rt in self.runtimes for runner in rt.runners}
 
     def install(
         self,

@@ -24,6 +24,10 @@ if TYPE_CHECKING:
     from cachekit.region import Region
 
 hookspec = pluggy.HookspecMarker("cachekit")
+"""Decorator marking a hook specification (for plugins that add hooks of their own)."""
+
+hookimpl = pluggy.HookimplMarker("cachekit")
+"""Decorator marking a plugin's hook implementations."""
 
 
 @hookspec(firstresult=True)

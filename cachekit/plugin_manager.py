@@ -14,9 +14,6 @@ import pluggy
 
 from cachekit import hookspecs
 
-hookimpl = pluggy.HookimplMarker("cachekit")
-"""Decorator marking a plugin's hook implementations."""
-
 ENTRY_POINT_GROUP = "cachekit"
 AUTOLOAD_OFF_VARIABLE = "CACHEKIT_DISABLE_PLUGIN_AUTOLOAD"
 
