@@ -45,7 +45,7 @@ import cachekit
 from benchmarks.sidebyside import interleaved_medians
 from cachekit.experiment_plots import pareto_front
 from cachekit.metrics import psnr, relative_l1
-from cachekit.plugin_manager import get_plugin_manager
+from cachekit.plugin_manager import load_plugins
 from tests.dit_models import diffusers_model, flux_pipeline, pixart_pipeline, run_pipeline, smooth_time
 
 STEPS = 28
@@ -121,7 +121,7 @@ def cachekit_settings(pipe: Any, generate: Generate) -> list[Setting]:
     trunk_input = [(threshold, 1) for threshold in (0.02, 0.05, 0.1, 0.2, 0.5)] + [(0.8, 8)]
     attention = [
         region.name
-        for region in get_plugin_manager().hook.cachekit_regions(model=pipe.transformer)
+        for region in load_plugins().hook.cachekit_regions(model=pipe.transformer)
         if region.name.endswith((".attn", ".attn1"))
     ]
     variants: list[tuple[str, dict[str, Any]]] = [("never reuse", {"policy": {"kind": "uniform", "interval": 1}})]

@@ -22,7 +22,7 @@ from benchmarks.sidebyside import interleaved_medians
 from cachekit.experiment_config import ModelSpec
 from cachekit.experiments import run_experiment
 from cachekit.metrics import computed_flop_share, psnr, region_flop_shares
-from cachekit.plugin_manager import get_plugin_manager
+from cachekit.plugin_manager import load_plugins
 from tests.unet_models import one_thread  # noqa: F401  (autouse fixture)
 
 STEPS = 50
@@ -79,7 +79,7 @@ def _side_by_side(source: str, call: dict[str, Any], settings: dict[str, dict[st
 def _computed_flops(pipe: Any, handle: cachekit.CacheHandle) -> float:
     """Share of the denoiser's FLOPs still computed under ``handle``'s last generation."""
     denoiser = next(module for name, module in pipe.components.items() if name in ("unet", "transformer"))
-    inputs = get_plugin_manager().hook.cachekit_example_inputs(model=denoiser)
+    inputs = load_plugins().hook.cachekit_example_inputs(model=denoiser)
     shares = region_flop_shares(denoiser, handle.regions.values(), *inputs)
     return computed_flop_share(shares, {name: handle.stats[name].computed_share for name in handle.regions})
 

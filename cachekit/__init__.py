@@ -1,24 +1,35 @@
-"""cachekit: training-free feature caching for diffusion models, on any backbone."""
+"""cachekit: training-free feature caching for diffusion models, on any backbone.
+
+Users need :func:`enable`, :func:`disable`, :func:`cached` and the config models. Plugin
+authors find every name they need here too: the hook markers, :class:`Denoiser`,
+:class:`Region` and its IO objects, :class:`Policy` with its :class:`PolicyState`,
+:class:`Probe`, :class:`Forecaster`, their ``register_*`` functions, the errors and the
+message helpers.
+"""
 
 from cachekit.api import cached, disable, enable
 from cachekit.clock import StepInfo
 from cachekit.config import CacheConfig, DeclaredRegion, load_config
 from cachekit.denoiser import Denoiser
-from cachekit.engine import CacheHandle, RegionView
-from cachekit.modules import get_submodule, isinstance_str
+from cachekit.engine.handle import CacheHandle, RegionView
+from cachekit.engine.probes import Probe, register_probe
+from cachekit.engine.stats import CacheStats, RegionStats
 from cachekit.errors import (
-    did_you_mean,
-    listing,
     AlreadyEnabledError,
     CachekitError,
     ConfigError,
     DenoiserNotFoundError,
     PolicyError,
     RegionNotFoundError,
+    did_you_mean,
+    listing,
 )
 from cachekit.hookspecs import hookimpl, hookspec
-from cachekit.policies import NonUniformPolicy, Policy, SimilarityPolicy, UniformPolicy, register_policy
+from cachekit.modules import get_submodule, isinstance_str
+from cachekit.plugin_manager import load_plugins, register_plugin, unregister_plugin
+from cachekit.policies import NonUniformPolicy, Policy, PolicyState, SimilarityPolicy, UniformPolicy, register_policy
 from cachekit.region import Region, RegionIO, TensorIO, TupleIO
+from cachekit.reuse import Forecaster, merge_rows, nbytes, register_forecaster, tree_map
 
 __version__ = "0.1.0"
 
@@ -26,32 +37,45 @@ __all__ = [
     "AlreadyEnabledError",
     "CacheConfig",
     "CacheHandle",
+    "CacheStats",
     "CachekitError",
     "ConfigError",
     "DeclaredRegion",
     "Denoiser",
     "DenoiserNotFoundError",
+    "Forecaster",
     "NonUniformPolicy",
     "Policy",
     "PolicyError",
+    "PolicyState",
+    "Probe",
     "Region",
     "RegionIO",
     "RegionNotFoundError",
+    "RegionStats",
+    "RegionView",
     "SimilarityPolicy",
     "StepInfo",
     "TensorIO",
     "TupleIO",
     "UniformPolicy",
     "cached",
+    "did_you_mean",
     "disable",
     "enable",
-    "RegionView",
-    "did_you_mean",
     "get_submodule",
     "hookimpl",
     "hookspec",
     "isinstance_str",
     "listing",
     "load_config",
+    "load_plugins",
+    "merge_rows",
+    "nbytes",
+    "register_forecaster",
+    "register_plugin",
     "register_policy",
+    "register_probe",
+    "tree_map",
+    "unregister_plugin",
 ]

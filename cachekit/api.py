@@ -11,11 +11,11 @@ from torch import nn
 
 from cachekit.clock import default_step_completed
 from cachekit.config import CacheConfig, load_config
-from cachekit.engine import CacheHandle, RegionPlan, handle_of
-from cachekit.errors import ConfigError, listing
-from cachekit.plugin_manager import get_plugin_manager
+from cachekit.engine.handle import CacheHandle, RegionPlan, handle_of
+from cachekit.engine.selection import check_overrides, find_denoisers, select_regions
+from cachekit.plugin_manager import load_plugins
 from cachekit.policies.base import Policy
-from cachekit.selection import find_denoisers, select_regions
+from cachekit.reuse.forecaster import FORECASTERS
 
 ConfigSource = CacheConfig | Mapping[str, Any] | str | Path | Policy | None
 
@@ -37,25 +37,18 @@ def enable(target: Any, config: ConfigSource = None, **overrides: Any) -> CacheH
     settings = load_config(config)
     if overrides:
         settings = load_config({**settings.model_dump(exclude_unset=True), **overrides})
-    pm = get_plugin_manager()
+    pm = load_plugins()
+    forecaster = FORECASTERS.get(settings.forecast)
     plans = []
     for denoiser in find_denoisers(pm, target, settings):
         regions = select_regions(pm, denoiser, settings)
-        _check_region_policies(settings, [region.name for region in regions])
+        names = [region.name for region in regions]
+        check_overrides("region_policies", settings.region_policies, names, "a selected region", "selected")
         region_plans = [
-            RegionPlan(region, settings.policy_for(denoiser.name, region.name), settings.forecast) for region in regions
+            RegionPlan(region, settings.policy_for(denoiser.name, region.name), forecaster) for region in regions
         ]
         plans.append((denoiser, region_plans, settings.num_steps))
-    step_completed = _step_completed(pm)
-    return CacheHandle().install(plans, step_completed)
-
-
-def _check_region_policies(config: CacheConfig, selected: list[str]) -> None:
-    unknown = set(config.region_policies) - set(selected)
-    if unknown:
-        raise ConfigError(
-            f"region_policies names {listing(unknown)}, not a selected region; selected: {listing(selected)}"
-        )
+    return CacheHandle().install(plans, _step_completed(pm))
 
 
 def _step_completed(pm: Any) -> Any:
@@ -76,7 +69,7 @@ def disable(target: Any) -> None:
         return
     modules = [target] if isinstance(target, nn.Module) else []
     if not modules:
-        found = get_plugin_manager().hook.cachekit_find_denoisers(pipeline=target) or []
+        found = load_plugins().hook.cachekit_find_denoisers(pipeline=target) or []
         modules = [denoiser.module for denoiser in found]
     for module in modules:
         handle = handle_of(module)

@@ -11,11 +11,11 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from cachekit.config import CacheConfig, config_schema, load_config
+from cachekit.engine.selection import find_denoisers, offered_regions
 from cachekit.errors import CachekitError, ConfigError
 from cachekit.metrics import region_flop_shares
-from cachekit.plugin_manager import get_plugin_manager
+from cachekit.plugin_manager import load_plugins
 from cachekit.policies.base import policy_kinds
-from cachekit.selection import find_denoisers, offered_regions
 
 
 def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
@@ -28,7 +28,7 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
 
 def plugins_command(args: argparse.Namespace) -> int:
     """List registered plugins, the hooks each implements, and what it is for."""
-    pm = get_plugin_manager()
+    pm = load_plugins()
     rows = []
     for name, plugin in pm.list_name_plugin():
         hooks = sorted(caller.name.removeprefix("cachekit_") for caller in pm.get_hookcallers(plugin) or [])
@@ -78,7 +78,7 @@ def inspect_command(args: argparse.Namespace) -> int:
     """Show the regions of each denoiser of a model with their share of the forward FLOPs."""
     target = _import_object(args.model)
     config = load_config(args.config) if args.config else CacheConfig()
-    pm = get_plugin_manager()
+    pm = load_plugins()
     for denoiser in find_denoisers(pm, target, config):
         model = denoiser.module
         regions = offered_regions(pm, model, config)

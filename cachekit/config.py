@@ -18,9 +18,10 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError, create_model, field_validator
 
 from cachekit.errors import ConfigError, did_you_mean
-from cachekit.forecast import Forecast
+from cachekit.plugin_manager import load_plugins
 from cachekit.policies.base import Policy, parse_policy, policy_kinds
 from cachekit.policies.uniform import UniformPolicy
+from cachekit.reuse.forecaster import FORECASTERS
 
 
 class _PolicyErrors(ConfigError):
@@ -80,15 +81,22 @@ class CacheConfig(BaseModel):
         default_factory=dict, description="Per-denoiser policy overrides, by denoiser name ('transformer_2')."
     )
     num_steps: int | None = Field(None, ge=1, description="Steps per generation for a bare model with no scheduler.")
-    forecast: Forecast = Field(
+    forecast: str = Field(
         "none",
         description=(
             "What reuse steps serve: 'none' the stored result as computed (DeepCache, FORA); 'linear' "
-            "its extrapolation from the last two refreshes (TaylorSeer's first order; keeps two results)."
+            "its extrapolation from the last two refreshes (TaylorSeer's first order; keeps two results); "
+            "or a forecaster a plugin registers."
         ),
     )
 
     _policy = field_validator("policy", mode="before")(lambda cls, value: _policy_field(value))
+
+    @field_validator("forecast")
+    @classmethod
+    def _known_forecaster(cls, value: str) -> str:
+        FORECASTERS.get(value)
+        return value
 
     @field_validator("region_policies", "denoiser_policies", mode="before")
     @classmethod
@@ -186,7 +194,10 @@ def load_config(source: CacheConfig | Mapping[str, Any] | str | Path | Policy | 
     """A :class:`CacheConfig` from a model, a mapping, a policy, a policy kind or a file path.
 
     ``None`` gives the default (``uniform`` with interval 3 on the adapter's default region).
+    Plugins are loaded first (:func:`~cachekit.plugin_manager.load_plugins`), so their policy
+    kinds, probes and forecasters are known.
     """
+    load_plugins()
     if source is None:
         return CacheConfig()
     if isinstance(source, CacheConfig):

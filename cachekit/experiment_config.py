@@ -31,7 +31,6 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator,
 
 from cachekit.config import CacheConfig, read_mapping, validate
 from cachekit.errors import ConfigError, did_you_mean, listing
-from cachekit.forecast import Forecast
 from cachekit.policies.base import policy_kinds
 
 BASELINE = "none"
@@ -159,7 +158,7 @@ class PolicyEntry(BaseModel):
     grid: dict[str, list[Any]] = Field(default_factory=dict, description="Keys mapped to lists of values to sweep.")
     branch: int | None = Field(None, ge=0, description="UNet skip branch k: caches region 'branch{k}'.")
     regions: list[str] | None = Field(None, min_length=1, description="Region names to cache.")
-    forecast: Forecast = Field("none", description="What reuse steps serve: 'none' (stored) or 'linear'.")
+    forecast: str = Field("none", description="What reuse steps serve: 'none' (stored) or 'linear'.")
     cache: dict[str, Any] = Field(default_factory=dict, description="Other CacheConfig keys (declare, num_steps, ...).")
 
     _settings: list[Setting] = PrivateAttr(default_factory=list)

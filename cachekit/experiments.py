@@ -32,11 +32,11 @@ from typing import Any, Protocol
 import torch
 
 from cachekit.api import enable
-from cachekit.engine import CacheHandle
+from cachekit.engine.handle import CacheHandle
 from cachekit.errors import CachekitError, ConfigError, listing
 from cachekit.experiment_config import BASELINE, NOISE_FLOOR, ExperimentConfig, Setting, load_experiment
 from cachekit.metrics import computed_flop_share, module_flops, psnr, relative_l1, ssim
-from cachekit.plugin_manager import get_plugin_manager
+from cachekit.plugin_manager import load_plugins
 
 FIDELITY_METRICS: dict[str, bool] = {"psnr": True, "ssim": True, "relative_l1": False}
 """Fidelity to the baseline, by name: True when higher is better."""
@@ -238,7 +238,7 @@ class ExperimentRunner:
         return rows
 
     def _load_pipeline(self) -> tuple[Any, dict[str, torch.nn.Module]]:
-        pm = get_plugin_manager()
+        pm = load_plugins()
         spec = self.config.model
         pipeline = pm.hook.cachekit_load_experiment_model(spec=spec)
         if pipeline is None:
@@ -262,7 +262,7 @@ class ExperimentRunner:
     @cached_property
     def scorer(self) -> SampleScorer | None:
         """The model's sample scorer from the plugins, or ``None``."""
-        return get_plugin_manager().hook.cachekit_sample_scorer(spec=self.config.model)
+        return load_plugins().hook.cachekit_sample_scorer(spec=self.config.model)
 
     def _run_setting(
         self,
@@ -358,14 +358,16 @@ class ExperimentRunner:
     def _flops_share(self, handle: CacheHandle, run: SettingRun, denoisers: dict[str, torch.nn.Module]) -> float | None:
         """Share of the uncached denoiser FLOPs computed, each denoiser weighted by its calls."""
         computed = total = 0.0
-        for runtime in handle.runtimes:
-            name = runtime.denoiser.name
+        by_denoiser: dict[str, list[Any]] = {}
+        for view in handle.views.values():
+            by_denoiser.setdefault(view.denoiser.name, []).append(view)
+        for name, views in by_denoiser.items():
             if name not in run.first_inputs:
                 continue
-            regions = [runner.region for runner in runtime.runners]
+            regions = [view.region for view in views]
             forward_flops, shares = self._region_shares(name, denoisers[name], regions, run.first_inputs[name])
             calls = run.calls.get(name, 0)
-            local = {runner.region.name: runner.stats.computed_share for runner in runtime.runners}
+            local = {view.region.name: view.stats.computed_share for view in views}
             computed += forward_flops * calls * computed_flop_share(shares, local)
             total += forward_flops * calls
         return computed / total if total else None

@@ -17,11 +17,12 @@ if TYPE_CHECKING:
     from torch import nn
 
     from cachekit.denoiser import Denoiser
+    from cachekit.engine.probes import Probe
     from cachekit.experiment_config import ModelSpec
     from cachekit.experiments import SampleScorer
     from cachekit.policies.base import Policy
-    from cachekit.probes import Probe
     from cachekit.region import Region
+    from cachekit.reuse.forecaster import Forecaster
 
 hookspec = pluggy.HookspecMarker("cachekit")
 """Decorator marking a hook specification (for plugins that add hooks of their own)."""
@@ -90,6 +91,15 @@ def cachekit_register_policies(register: Callable[[type[Policy]], Any]) -> None:
 @hookspec
 def cachekit_register_probes(register: Callable[[str, Probe], None]) -> None:
     """Register similarity probes by calling ``register(name, probe)`` for each."""
+
+
+@hookspec
+def cachekit_register_forecasters(register: Callable[[str, type[Forecaster]], None]) -> None:
+    """Register forecasters by calling ``register(name, ForecasterClass)`` for each.
+
+    The class is a :class:`~cachekit.reuse.forecaster.Forecaster`; configs then accept
+    ``forecast: <name>``, with every policy and region mode.
+    """
 
 
 @hookspec(firstresult=True)

@@ -111,7 +111,7 @@ def computed_flop_share(region_shares: dict[str, float], computed_shares: dict[s
     """Share of the uncached FLOPs a cached run still computes.
 
     ``region_shares`` are the regions' shares of a forward; ``computed_shares`` the share of
-    calls on which each region refreshed (:attr:`~cachekit.state.RegionStats.computed_share`).
+    calls on which each region refreshed (:attr:`~cachekit.engine.stats.RegionStats.computed_share`).
     """
     skipped = sum(share * (1 - computed_shares.get(name, 1.0)) for name, share in region_shares.items())
     return 1 - skipped

@@ -1,18 +1,26 @@
-"""The plugin manager: hook specs, default plugins and entry-point discovery.
+"""The plugin manager: default plugins, entry-point discovery, and the registries they fill.
 
-Third-party plugins are found through the ``cachekit`` entry-point group. Setting
-``CACHEKIT_DISABLE_PLUGIN_AUTOLOAD=1`` turns that discovery off (the default plugins,
-listed in :data:`DEFAULT_PLUGINS`, are always registered).
+:func:`load_plugins` is the one door: it builds the process-wide manager once (guarded by a
+lock), registers the first-party plugins of :data:`DEFAULT_PLUGINS` and the third-party
+ones of the ``cachekit`` entry-point group, and lets every plugin register its policy kinds,
+probes and forecasters. The registries themselves never load plugins: :func:`cachekit.enable`,
+:func:`cachekit.load_config` and the CLI call :func:`load_plugins` first. Setting
+``CACHEKIT_DISABLE_PLUGIN_AUTOLOAD=1`` turns entry-point discovery off (the default plugins
+are always registered).
 """
 
 from __future__ import annotations
 
 import importlib
 import os
+import threading
 
 import pluggy
 
 from cachekit import hookspecs
+from cachekit.engine.probes import register_probe
+from cachekit.policies.base import register_policy
+from cachekit.reuse.forecaster import register_forecaster
 
 ENTRY_POINT_GROUP = "cachekit"
 AUTOLOAD_OFF_VARIABLE = "CACHEKIT_DISABLE_PLUGIN_AUTOLOAD"
@@ -27,14 +35,13 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
 """Modules registered as plugins by every plugin manager, by import name."""
 
 _manager: pluggy.PluginManager | None = None
+_lock = threading.Lock()
 
 
 def _register_kinds(pm: pluggy.PluginManager) -> None:
-    from cachekit.policies.base import register_policy
-    from cachekit.probes import register_probe
-
     pm.hook.cachekit_register_policies(register=register_policy)
     pm.hook.cachekit_register_probes(register=register_probe)
+    pm.hook.cachekit_register_forecasters(register=register_forecaster)
 
 
 def make_plugin_manager(autoload: bool | None = None) -> pluggy.PluginManager:
@@ -51,20 +58,22 @@ def make_plugin_manager(autoload: bool | None = None) -> pluggy.PluginManager:
     return pm
 
 
-def get_plugin_manager() -> pluggy.PluginManager:
-    """The process-wide plugin manager, created on first use."""
+def load_plugins() -> pluggy.PluginManager:
+    """The process-wide plugin manager, built and its kinds registered on the first call only."""
     global _manager
     if _manager is None:
-        _manager = make_plugin_manager()
+        with _lock:
+            if _manager is None:
+                _manager = make_plugin_manager()
     return _manager
 
 
 def register_plugin(plugin: object, name: str | None = None) -> str:
-    """Register ``plugin`` with the process-wide manager and register its policy kinds and probes.
+    """Register ``plugin`` with the process-wide manager, and its policy kinds, probes and forecasters.
 
     Returns the name it is registered under; pass it to :func:`unregister_plugin`.
     """
-    pm = get_plugin_manager()
+    pm = load_plugins()
     registered = pm.register(plugin, name=name)
     if registered is None:
         raise ValueError(f"plugin {name or plugin!r} is already registered or blocked")
@@ -74,4 +83,4 @@ def register_plugin(plugin: object, name: str | None = None) -> str:
 
 def unregister_plugin(name: str) -> None:
     """Unregister the plugin registered as ``name``."""
-    get_plugin_manager().unregister(name=name)
+    load_plugins().unregister(name=name)

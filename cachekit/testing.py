@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 import cachekit
-from cachekit.engine import CacheHandle
+from cachekit.engine.handle import CacheHandle
 from cachekit.errors import AlreadyEnabledError, RegionNotFoundError
 from cachekit.modules import get_submodule
 

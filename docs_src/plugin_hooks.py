@@ -11,17 +11,27 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import torch
 from pydantic import Field
 from torch import nn
 
-from cachekit import Denoiser, Policy, Region, StepInfo, hookimpl
-from cachekit.errors import RegionNotFoundError
-from cachekit.modules import isinstance_str
-from cachekit.policies import RegionMemory
-from cachekit.probes import Probe
+from cachekit import (
+    Denoiser,
+    Forecaster,
+    Policy,
+    PolicyState,
+    Probe,
+    Region,
+    RegionNotFoundError,
+    StepInfo,
+    hookimpl,
+    isinstance_str,
+    merge_rows,
+    nbytes,
+    tree_map,
+)
 
 if TYPE_CHECKING:
     from cachekit.experiment_config import ModelSpec
@@ -102,16 +112,32 @@ class FixedStepsPolicy(Policy):
     kind: Literal["fixed-steps"] = "fixed-steps"
     steps: tuple[int, ...] = Field((0,), min_length=1, description="Steps that refresh, from 0.")
 
-    def should_refresh(self, step: StepInfo, memory: RegionMemory) -> bool:
+    def should_refresh(self, step: StepInfo, state: PolicyState) -> bool:
         return step.index in self.steps
 
     def refresh_steps(self, num_steps: int) -> list[int]:
         return sorted(step for step in set(self.steps) if step < num_steps)
 
 
+class EveryNthCallPolicy(Policy):
+    """Refresh on every n-th call of a context, counting calls, not steps (a policy with state)."""
+
+    kind: Literal["every-nth-call"] = "every-nth-call"
+    n: int = Field(2, ge=1, description="Refresh on calls 0, n, 2n, ... of each context.")
+
+    state_defaults: ClassVar[dict[str, int]] = {"calls": 0}  # made fresh for every region, context, generation
+
+    def should_refresh(self, step: StepInfo, state: PolicyState) -> bool:
+        return state.calls % self.n == 0
+
+    def update(self, state: PolicyState, step: StepInfo, refreshed: bool) -> None:
+        state.calls += 1  # called after every decision, forced refreshes included
+
+
 @hookimpl
 def cachekit_register_policies(register: Callable[[type[Policy]], Any]) -> None:
     register(FixedStepsPolicy)  # configs can now say {kind: fixed-steps, steps: [0, 5, 9]}
+    register(EveryNthCallPolicy)  # {kind: every-nth-call, n: 3}
 
 
 # --8<-- [end:cachekit_register_policies]
@@ -135,6 +161,39 @@ def cachekit_register_probes(register: Callable[[str, Probe], None]) -> None:
 
 
 # --8<-- [end:cachekit_register_probes]
+
+
+# --8<-- [start:cachekit_register_forecasters]
+class HalfStepForecast(Forecaster):
+    """Serves the latest result pushed half way further along its last change between refreshes."""
+
+    def __init__(self) -> None:
+        self.latest: Any = None
+        self.previous: Any = None
+
+    def record(self, step: int, value: Any, rows: torch.Tensor | None = None) -> None:
+        if rows is not None and self.latest is not None:  # only these batch rows refreshed
+            value, self.previous = merge_rows(rows, value, self.latest), merge_rows(rows, self.latest, self.previous)
+        else:
+            self.previous = self.latest
+        self.latest = value
+
+    def serve(self, step: int) -> Any:
+        if self.previous is None:
+            return self.latest
+        # results are tensors or tuples/dicts of them: tree_map walks the latest and previous in step
+        return tree_map(lambda f1, f0: f1 if f0 is None else f1 + 0.5 * (f1 - f0), self.latest, self.previous)
+
+    def nbytes(self) -> int:
+        return nbytes(self.latest, self.previous)
+
+
+@hookimpl
+def cachekit_register_forecasters(register: Callable[[str, type[Forecaster]], None]) -> None:
+    register("half-step", HalfStepForecast)  # {forecast: half-step}
+
+
+# --8<-- [end:cachekit_register_forecasters]
 
 
 # --8<-- [start:cachekit_load_experiment_model]

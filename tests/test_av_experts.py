@@ -47,7 +47,7 @@ def test_each_expert_has_its_own_clock_state_and_policy(wan22) -> None:
         calls, output = inner_calls(handle, lambda: run_pipeline(pipe, kwargs, STEPS))
     runners = {runner.stats_name: runner for runtime in handle.runtimes for runner in runtime.runners}
     assert list(handle.regions) == [high, low]
-    assert runners[high].denoiser.clock is not runners[low].denoiser.clock
+    assert runners[high].runtime.clock is not runners[low].runtime.clock
     assert runners[high].state is not runners[low].state
     assert [runners[name].policy.interval for name in (high, low)] == [2, 3]
     for context in CONTEXTS:

@@ -19,10 +19,10 @@ import torch
 from torch import nn
 
 import cachekit
-from cachekit.engine import CacheHandle
+from cachekit import CacheHandle
 from cachekit.metrics import relative_l1
 from cachekit.modules import get_submodule
-from cachekit.plugin_manager import get_plugin_manager
+from cachekit.plugin_manager import load_plugins
 from tests import av_models, unet_models
 from tests.unet_models import one_thread  # noqa: F401  (autouse fixture)
 
@@ -157,7 +157,7 @@ def test_default_region_at_interval_2(case: Case) -> None:
 
 def test_attention_kinds_with_their_own_policies(case: Case) -> None:
     kinds = KINDS[case.name]
-    named = get_plugin_manager().hook.cachekit_region_named
+    named = load_plugins().hook.cachekit_region_named
     assert tuple(kind for kind in KIND_INTERVALS if named(model=case.denoiser, name=kind) is not None) == kinds
     config = {
         "regions": list(kinds),

@@ -9,7 +9,7 @@ from torch import nn
 import cachekit
 from cachekit.errors import ConfigError, RegionNotFoundError
 from cachekit.metrics import region_flop_shares
-from cachekit.plugin_manager import get_plugin_manager
+from cachekit.plugin_manager import load_plugins
 from tests import av_models, unet_models
 from tests.unet_models import one_thread  # noqa: F401  (autouse fixture)
 
@@ -17,11 +17,11 @@ KINDS = ("spatial_attn", "temporal_attn", "cross_attn")
 
 
 def offered(model: nn.Module) -> list[str]:
-    return [region.name for region in get_plugin_manager().hook.cachekit_regions(model=model)]
+    return [region.name for region in load_plugins().hook.cachekit_regions(model=model)]
 
 
 def kind_modules(model: nn.Module) -> dict[str, tuple[str, ...]]:
-    named = get_plugin_manager().hook.cachekit_region_named
+    named = load_plugins().hook.cachekit_region_named
     return {kind: region.modules for kind in KINDS if (region := named(model=model, name=kind)) is not None}
 
 
@@ -147,7 +147,7 @@ def test_a_kind_the_model_lacks_lists_the_available_regions() -> None:
 def test_example_inputs_measure_every_region(name: str) -> None:
     """The example call runs and every offered region does some of its FLOPs."""
     model = av_models.TRANSFORMERS[name]()
-    regions = get_plugin_manager().hook.cachekit_regions(model=model)
+    regions = load_plugins().hook.cachekit_regions(model=model)
     kwargs = example_kwargs(model)
     assert kwargs is not None
     shares = region_flop_shares(model, regions, (), kwargs)

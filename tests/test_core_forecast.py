@@ -10,7 +10,7 @@ import torch
 import cachekit
 from cachekit import ConfigError
 from cachekit.experiment_config import load_experiment
-from cachekit.forecast import extrapolate, forecast_ratio
+from cachekit.reuse.linear import extrapolate, forecast_ratio
 from tests.models import tiny_transformer
 
 T = (900, 800, 700, 600, 500, 400, 300)
@@ -115,7 +115,7 @@ def test_forecast_ratio_needs_two_refreshes():
 
 
 def test_a_bad_forecast_names_the_allowed_values():
-    with pytest.raises(ConfigError, match=r"forecast: Input should be 'none' or 'linear'"):
+    with pytest.raises(ConfigError, match=r"forecast: unknown forecaster 'quadratic'; known forecasters: 'linear'"):
         cachekit.load_config({"forecast": "quadratic"})
 
 

@@ -9,20 +9,15 @@ import torch
 
 import cachekit
 from cachekit import Region
+from cachekit.engine.probes import PROBES
 from cachekit.plugin_manager import AUTOLOAD_OFF_VARIABLE, make_plugin_manager, register_plugin, unregister_plugin
 from cachekit.policies.base import policy_kinds
-from cachekit.probes import probe_names
 from tests.models import tiny_transformer
 
 
 @pytest.fixture(autouse=True)
-def restore_registries(monkeypatch):
+def restore_registries(scoped_registries):
     """Policy kinds and probes registered by a test's plugins vanish after the test."""
-    from cachekit import probes
-    from cachekit.policies import base
-
-    monkeypatch.setattr(base, "_POLICY_KINDS", dict(base._POLICY_KINDS))
-    monkeypatch.setattr(probes, "_PROBES", dict(probes._PROBES))
 
 
 @pytest.fixture
@@ -38,7 +33,7 @@ def installed_plugin(tmp_path, monkeypatch):
             class EveryOther(cachekit.Policy):
                 kind: Literal["acme-every-other"] = "acme-every-other"
 
-                def should_refresh(self, step, memory):
+                def should_refresh(self, step, state):
                     return step.index % 2 == 0
 
             @cachekit.hookimpl
@@ -144,7 +139,7 @@ def test_plugin_probe_is_usable_by_similarity():
 
     name = register_plugin(ProbePlugin(), name="probe-plugin")
     try:
-        assert "token-norm" in probe_names()
+        assert "token-norm" in PROBES.names()
         model = tiny_transformer()
         config = {
             "policy": {"kind": "similarity", "probe": "token-norm", "threshold": 10.0},

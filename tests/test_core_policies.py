@@ -9,12 +9,12 @@ import pytest
 
 from cachekit import NonUniformPolicy, SimilarityPolicy, StepInfo, UniformPolicy
 from cachekit.errors import PolicyError
-from cachekit.policies import RegionMemory, quadratic_center_steps
+from cachekit.policies import PolicyState, quadratic_center_steps
 
 
-def refreshed(policy, num_steps: int, memory: RegionMemory | None = None) -> list[int]:
-    memory = memory or RegionMemory(has_cache=True)
-    return [i for i in range(num_steps) if policy.should_refresh(StepInfo(i, num_steps, None), memory)]
+def refreshed(policy, num_steps: int, state: PolicyState | None = None) -> list[int]:
+    state = state or policy.new_state()
+    return [i for i in range(num_steps) if policy.should_refresh(StepInfo(i, num_steps, None), state)]
 
 
 def test_uniform_interval_3_over_50_steps_refreshes_17_times():
@@ -52,7 +52,7 @@ def test_nonuniform_matches_deepcache_reference_values():
 
 def test_nonuniform_needs_num_steps():
     with pytest.raises(PolicyError, match="num_steps"):
-        NonUniformPolicy().should_refresh(StepInfo(3, None, None), RegionMemory(has_cache=True))
+        NonUniformPolicy().should_refresh(StepInfo(3, None, None), NonUniformPolicy().new_state())
 
 
 def test_nonuniform_impossible_budget_is_a_clear_error():
@@ -62,13 +62,13 @@ def test_nonuniform_impossible_budget_is_a_clear_error():
 
 def test_similarity_refreshes_on_drift_warmup_cap_and_tail():
     policy = SimilarityPolicy(threshold=0.5, warmup_steps=2, max_consecutive_reuse=3, refresh_last_steps=2)
-    calm = RegionMemory(has_cache=True, accumulated_drift=0.1)
+    calm = policy.new_state(drift=0.1)
     assert refreshed(policy, 10, calm) == [0, 1, 8, 9]
-    assert policy.should_refresh(StepInfo(4, 10, None), RegionMemory(has_cache=True, accumulated_drift=0.5))
-    assert policy.should_refresh(StepInfo(4, 10, None), RegionMemory(has_cache=True, consecutive_reuses=3))
-    assert not policy.should_refresh(StepInfo(4, 10, None), RegionMemory(has_cache=True, consecutive_reuses=2))
+    assert policy.should_refresh(StepInfo(4, 10, None), policy.new_state(drift=0.5))
+    assert policy.should_refresh(StepInfo(4, 10, None), policy.new_state(reuses=3))
+    assert not policy.should_refresh(StepInfo(4, 10, None), policy.new_state(reuses=2))
 
 
 def test_similarity_without_num_steps_skips_only_the_tail_rule():
     policy = SimilarityPolicy(threshold=0.5, refresh_last_steps=2)
-    assert not policy.should_refresh(StepInfo(8, None, None), RegionMemory(has_cache=True))
+    assert not policy.should_refresh(StepInfo(8, None, None), policy.new_state())

@@ -15,7 +15,7 @@ from cachekit_digits.quality import DigitsScorer, frechet_distance, shipped_clas
 import cachekit
 from cachekit.experiment_config import ModelSpec, load_experiment
 from cachekit.metrics import psnr
-from cachekit.plugin_manager import get_plugin_manager
+from cachekit.plugin_manager import load_plugins
 from tests.unet_models import one_thread  # noqa: F401  (autouse fixture)
 
 SAMPLES = 64
@@ -68,14 +68,14 @@ def test_the_unet_has_three_levels_with_attention_at_the_lowest(unet_pipe):
     config = unet_pipe.unet.config
     assert len(config.block_out_channels) == 3
     assert list(config.down_block_types) == ["DownBlock2D", "DownBlock2D", "AttnDownBlock2D"]
-    regions = get_plugin_manager().hook.cachekit_regions(model=unet_pipe.unet)
+    regions = load_plugins().hook.cachekit_regions(model=unet_pipe.unet)
     assert [region.name for region in regions][:1] == ["branch0"]
 
 
 def test_the_dit_is_class_conditional_and_mapped_by_the_dit_plugin(dit_pipe):
     config = dit_pipe.transformer.config
     assert config.num_embeds_ada_norm == 11 and config.norm_type == "ada_norm_zero"
-    regions = get_plugin_manager().hook.cachekit_regions(model=dit_pipe.transformer)
+    regions = load_plugins().hook.cachekit_regions(model=dit_pipe.transformer)
     assert regions[0].name == "blocks[1:6]"
     with pytest.raises(ValueError, match="class_labels must be a non-empty list of digits 0-9"):
         dit_pipe(class_labels=[3, 10])

@@ -13,13 +13,13 @@ from torch import nn
 
 import cachekit
 from cachekit.errors import ConfigError, RegionNotFoundError
-from cachekit.plugin_manager import get_plugin_manager
+from cachekit.plugin_manager import load_plugins
 from tests import dit_models
 from tests.models import tiny_transformer
 
 
 def regions_of(model: nn.Module) -> list[str]:
-    return [region.name for region in get_plugin_manager().hook.cachekit_regions(model=model) or []]
+    return [region.name for region in load_plugins().hook.cachekit_regions(model=model) or []]
 
 
 def region_named(model: nn.Module, name: str) -> cachekit.Region:
@@ -191,7 +191,7 @@ def test_a_timm_style_dit_needs_no_config_and_a_plain_block_stack_is_left_alone(
 
 
 def test_example_inputs_hook_answers_only_for_mapped_models() -> None:
-    hook = get_plugin_manager().hook.cachekit_example_inputs
+    hook = load_plugins().hook.cachekit_example_inputs
     args, kwargs = hook(model=dit_models.tiny_sd3())
     assert args == () and set(kwargs) == {"hidden_states", "encoder_hidden_states", "pooled_projections", "timestep"}
     assert hook(model=torch.nn.Linear(2, 2)) is None

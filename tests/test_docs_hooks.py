@@ -17,10 +17,9 @@ import pytest
 import torch
 
 import cachekit
-from cachekit import hookspecs, probes
+from cachekit import hookspecs
 from cachekit.experiment_config import ModelSpec
 from cachekit.plugin_manager import register_plugin, unregister_plugin
-from cachekit.policies import base as policy_base
 from tests.docs_support import DOCS, DOCS_SRC, load_module
 from tests.models import TinyTransformer
 
@@ -113,10 +112,8 @@ class MyPipeline:
 
 
 @pytest.fixture
-def example_plugin(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+def example_plugin(scoped_registries: None) -> Iterator[str]:
     """The example plugin registered for one test; the kinds and probes it adds are dropped after."""
-    monkeypatch.setattr(policy_base, "_POLICY_KINDS", dict(policy_base._POLICY_KINDS))
-    monkeypatch.setattr(probes, "_PROBES", dict(probes._PROBES))
     name = register_plugin(examples, name="docs-plugin-hooks-example")
     try:
         yield name
@@ -149,7 +146,7 @@ def test_region_named_example_rejects_a_range_past_the_end(example_plugin: str) 
 
 def test_example_inputs_example_runs_the_model(example_plugin: str) -> None:
     model = MyPipeline().transformer
-    args, kwargs = cachekit.plugin_manager.get_plugin_manager().hook.cachekit_example_inputs(model=model)
+    args, kwargs = cachekit.plugin_manager.load_plugins().hook.cachekit_example_inputs(model=model)
     assert model(*args, **kwargs).shape == args[0].shape
 
 
@@ -170,3 +167,24 @@ def test_experiment_examples_answer_only_for_their_builder(monkeypatch: pytest.M
     assert loaded == [{"depth": 2}] and pipeline.weight.dtype == torch.bfloat16
     scorer = examples.cachekit_sample_scorer(spec=ours)
     assert set(scorer(torch.full((2, 3, 4, 4), 0.25), None)) == set(scorer.metrics) == {"brightness"}
+
+
+def test_forecaster_example_serves_half_a_step_further(example_plugin: str) -> None:
+    pipe = MyPipeline()
+    config = {"policy": {"kind": "fixed-steps", "steps": [0, 1]}, "regions": ["blocks[1:3]"], "forecast": "half-step"}
+    with cachekit.enable(pipe, config) as handle:
+        pipe(num_inference_steps=4)
+        forecaster = handle.runtimes[0].runners[0].state.contexts[0].strategy.stored["exit"]
+        latest, previous = forecaster.latest, forecaster.previous
+        assert handle.views["blocks[1:3]"].cache_bytes == forecaster.nbytes() > 0
+    (served,) = forecaster.serve(3)  # a residual region stores one tensor per stream
+    torch.testing.assert_close(served, latest[0] + 0.5 * (latest[0] - previous[0]))
+    assert handle.stats.refresh_steps("blocks[1:3]") == [0, 1]
+
+
+def test_stateful_policy_example_counts_calls_per_context_and_starts_over(example_plugin: str) -> None:
+    pipe = MyPipeline()  # two transformer calls per step (a predictor and a corrector)
+    with cachekit.enable(pipe, {"policy": {"kind": "every-nth-call", "n": 3}, "regions": ["blocks[1:3]"]}) as handle:
+        for _ in range(2):  # the state is made fresh at every generation
+            pipe(num_inference_steps=3)
+            assert handle.stats["blocks[1:3]"].hits[0] == {0: "R.", 1: ".R", 2: ".."}

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 import pytest
 
 import cachekit
-from cachekit.plugin_manager import ENTRY_POINT_GROUP, get_plugin_manager, register_plugin, unregister_plugin
+from cachekit.plugin_manager import ENTRY_POINT_GROUP, load_plugins, register_plugin, unregister_plugin
 from tests.docs_support import DOCS_SRC, load_module
 
 TUTORIAL = DOCS_SRC / "plugin_tutorial"
@@ -47,7 +47,7 @@ class TestTutorialAllBlocks(tutorial_tests.TestTinyNetAllBlocks):
 
 def test_enable_finds_the_plugins_regions() -> None:
     model = cachekit_tinynet.tinynet()
-    offered = get_plugin_manager().hook.cachekit_regions(model=model)
+    offered = load_plugins().hook.cachekit_regions(model=model)
     assert [region.name for region in offered] == ["inner-blocks", "all-blocks"]
     with cachekit.enable(model, {"regions": ["all-blocks"]}) as handle:
         assert handle.regions["all-blocks"].modules == ("blocks.0", "blocks.1", "blocks.2", "blocks.3")

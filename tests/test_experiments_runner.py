@@ -57,11 +57,11 @@ def test_always_refreshing_matches_the_baseline_exactly(sweep):
 def test_interval_two_refreshes_half_the_steps_and_skips_the_branch_flops(sweep):
     row = sweep.rows[2]
     assert row["refreshes"] == 3.0 and row["calls"] == 6.0
-    pipe = experiments.get_plugin_manager().hook.cachekit_load_experiment_model(
+    pipe = experiments.load_plugins().hook.cachekit_load_experiment_model(
         spec=ExperimentRunner(tiny_unet({"interval": 2})).config.model
     )
     unet = pipe.unet
-    region = next(r for r in experiments.get_plugin_manager().hook.cachekit_regions(model=unet) if r.name == "branch0")
+    region = next(r for r in experiments.load_plugins().hook.cachekit_regions(model=unet) if r.name == "branch0")
     inputs = ((torch.randn(2, 1, 16, 16), torch.tensor(500)), {})
     share = region_flop_shares(unet, [region], *inputs)["branch0"]
     assert 0.3 < share < 1

@@ -1,28 +1,45 @@
-"""The policy interface, the per-region memory policies read, and the registry of kinds."""
+"""The policy interface, the state a policy declares, and the registry of kinds.
+
+A policy is a frozen pydantic model; what it remembers between calls lives in a
+:class:`PolicyState` the engine keeps for each region and context. A kind *declares* its
+state with defaults (:attr:`Policy.state_defaults`, like torchmetrics' ``add_state``): the
+base class builds a fresh state from them at every new generation, so no policy writes a
+reset. The engine knows nothing of any kind's fields: per call it hands the policy the
+drift of the probe the policy names (:meth:`Policy.probe_name`), asks
+:meth:`Policy.should_refresh`, and tells :meth:`Policy.update` what happened.
+
+Decisions are per sample: a probe's drift has one value per batch row, state fields become
+per-row tensors through ordinary arithmetic, and :meth:`Policy.should_refresh` may return
+one bool for the whole batch or a bool tensor with one value per row.
+"""
 
 from __future__ import annotations
 
-import warnings
-from dataclasses import dataclass
+import copy
+from collections.abc import Mapping
+from types import SimpleNamespace
 from typing import Any, ClassVar, TypeVar
 
+import torch
 from pydantic import BaseModel, ConfigDict
 
 from cachekit.clock import StepInfo
-from cachekit.errors import ConfigError, did_you_mean, listing
+from cachekit.errors import ConfigError
+from cachekit.registry import Registry
+
+Decision = bool | torch.Tensor
+"""One bool for every batch row, or a bool tensor with one value per row."""
 
 
-@dataclass
-class RegionMemory:
-    """What the engine remembers of one region in one context, for its policy to read.
+class PolicyState(SimpleNamespace):
+    """The state one policy keeps for one region in one context, its fields declared by the kind."""
 
-    The engine owns this state and resets it at every new generation; policies only read.
-    """
 
-    last_refresh_step: int | None = None
-    consecutive_reuses: int = 0
-    accumulated_drift: float = 0.0
-    has_cache: bool = False
+def where(decision: Decision, if_true: Any, if_false: Any) -> Any:
+    """``if_true`` where ``decision`` holds, ``if_false`` elsewhere (per row when it is a tensor)."""
+    if isinstance(decision, torch.Tensor):
+        return torch.where(decision, torch.as_tensor(if_true), torch.as_tensor(if_false))
+    return if_true if decision else if_false
 
 
 class Policy(BaseModel):
@@ -36,12 +53,31 @@ class Policy(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     kind: str
-    uses_drift: ClassVar[bool] = False
-    """True when the engine must measure the probe's drift before asking (similarity)."""
+    state_defaults: ClassVar[Mapping[str, Any]] = {}
+    """The state this kind keeps, by field name, with the value each generation starts from."""
 
-    def should_refresh(self, step: StepInfo, memory: RegionMemory) -> bool:
-        """True to run the region at this call, False to reuse what is stored."""
+    def probe_name(self) -> str | None:
+        """The probe whose drift :meth:`observe` receives, or ``None`` for a policy that reads none."""
+        return None
+
+    def new_state(self, **values: Any) -> PolicyState:
+        """A fresh state from :attr:`state_defaults`; ``values`` override declared fields (tests, docs)."""
+        unknown = set(values) - set(self.state_defaults)
+        if unknown:
+            raise TypeError(
+                f"{type(self).__name__} declares no state {sorted(unknown)}; it has {list(self.state_defaults)}"
+            )
+        return PolicyState(**{**copy.deepcopy(dict(self.state_defaults)), **values})
+
+    def observe(self, state: PolicyState, drift: torch.Tensor) -> None:
+        """Take this call's probe drift (one value per batch row), before :meth:`should_refresh`."""
+
+    def should_refresh(self, step: StepInfo, state: PolicyState) -> Decision:
+        """True to run the region at this call, False to reuse what is stored (or one per row)."""
         raise NotImplementedError
+
+    def update(self, state: PolicyState, step: StepInfo, refreshed: Decision) -> None:
+        """Take what was decided (a refresh may be forced: nothing stored yet), after :meth:`should_refresh`."""
 
     def refresh_steps(self, num_steps: int) -> list[int] | None:
         """The steps this policy refreshes at, when known ahead of time (``None`` otherwise)."""
@@ -49,7 +85,8 @@ class Policy(BaseModel):
 
 
 PolicyT = TypeVar("PolicyT", bound=type[Policy])
-_POLICY_KINDS: dict[str, type[Policy]] = {}
+POLICIES: Registry[type[Policy]] = Registry("policy kind", "kinds")
+"""Policy classes by kind."""
 
 
 def register_policy(cls: PolicyT) -> PolicyT:
@@ -60,18 +97,13 @@ def register_policy(cls: PolicyT) -> PolicyT:
     kind = cls.model_fields["kind"].default
     if not isinstance(kind, str):
         raise TypeError(f"{cls.__name__} must give its 'kind' field a string default")
-    if kind in _POLICY_KINDS and _POLICY_KINDS[kind] is not cls:
-        warnings.warn(f"policy kind {kind!r} re-registered by {cls.__qualname__}", stacklevel=2)
-    _POLICY_KINDS[kind] = cls
+    POLICIES.add(kind, cls)
     return cls
 
 
 def policy_kinds() -> dict[str, type[Policy]]:
-    """The registered policy kinds, by name (plugins' kinds included once loaded)."""
-    from cachekit.plugin_manager import get_plugin_manager
-
-    get_plugin_manager()
-    return dict(_POLICY_KINDS)
+    """The registered policy kinds, by name (plugins' kinds once :func:`~cachekit.plugin_manager.load_plugins` ran)."""
+    return POLICIES.items()
 
 
 def parse_policy(value: Any) -> Policy:
@@ -80,12 +112,6 @@ def parse_policy(value: Any) -> Policy:
         return value
     if isinstance(value, str):
         value = {"kind": value}
-    if not isinstance(value, dict):
+    if not isinstance(value, Mapping):
         raise ConfigError(f"a policy must be a mapping with a 'kind' key, got {type(value).__name__}: {value!r}")
-    kinds = policy_kinds()
-    kind = value.get("kind")
-    if kind not in kinds:
-        raise ConfigError(
-            f"unknown policy kind {kind!r}{did_you_mean(str(kind), kinds)}; known kinds: {listing(kinds)}"
-        )
-    return kinds[kind].model_validate(value)
+    return POLICIES.get(value.get("kind")).model_validate(dict(value))

@@ -11,7 +11,7 @@ from pydantic import Field
 
 from cachekit.clock import StepInfo
 from cachekit.errors import PolicyError
-from cachekit.policies.base import Policy, RegionMemory, register_policy
+from cachekit.policies.base import Policy, PolicyState, register_policy
 
 
 @lru_cache(maxsize=256)
@@ -59,7 +59,7 @@ class NonUniformPolicy(Policy):
             return list(range(num_steps))
         return list(quadratic_center_steps(num_steps, budget, self.center, self.power))
 
-    def should_refresh(self, step: StepInfo, memory: RegionMemory) -> bool:
+    def should_refresh(self, step: StepInfo, state: PolicyState) -> bool:
         if step.num_steps is None:
             raise PolicyError(
                 "the nonuniform policy needs the number of steps: enable cachekit on a pipeline "

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, ClassVar, Literal
 
+import torch
 from pydantic import Field, model_validator
 
 from cachekit.clock import StepInfo
-from cachekit.errors import did_you_mean, listing
-from cachekit.policies.base import Policy, RegionMemory, register_policy
+from cachekit.engine.probes import PROBES
+from cachekit.policies.base import Decision, Policy, PolicyState, register_policy, where
 
 
 @register_policy
@@ -16,9 +17,9 @@ class SimilarityPolicy(Policy):
     """Reuse while the probe stays close; refresh once its accumulated drift reaches ``threshold``.
 
     The drift of a call is the relative L1 change of the probe since the previous call of
-    the same context, ``mean|p - p_prev| / mean|p_prev|``; drifts add up from the last
-    refresh (TeaCache's rule). The default probe is the region's entry input, which is
-    computed anyway, so probing costs one reduction.
+    the same context, ``mean|p - p_prev| / mean|p_prev|``, measured per sample (batch row);
+    drifts add up from the last refresh (TeaCache's rule). The default probe is the region's
+    entry input, which is computed anyway, so probing costs one reduction.
     """
 
     kind: Literal["similarity"] = "similarity"
@@ -34,22 +35,30 @@ class SimilarityPolicy(Policy):
     )
     refresh_last_steps: int = Field(0, ge=0, description="The last steps that always refresh.")
 
-    uses_drift = True
+    state_defaults: ClassVar[dict[str, Any]] = {"drift": 0.0, "reuses": 0}
+    """``drift``: accumulated since the last refresh; ``reuses``: reuses in a row."""
 
     @model_validator(mode="after")
     def _known_probe(self) -> SimilarityPolicy:
-        from cachekit.probes import probe_names
-
-        names = probe_names()
-        if self.probe not in names:
-            raise ValueError(f"unknown probe {self.probe!r}{did_you_mean(self.probe, names)}; known: {listing(names)}")
+        PROBES.get(self.probe)
         return self
 
-    def should_refresh(self, step: StepInfo, memory: RegionMemory) -> bool:
+    def probe_name(self) -> str:
+        return self.probe
+
+    def observe(self, state: PolicyState, drift: torch.Tensor) -> None:
+        state.drift = state.drift + drift
+
+    def should_refresh(self, step: StepInfo, state: PolicyState) -> Decision:
         if step.index < self.warmup_steps:
             return True
         if step.num_steps is not None and step.index >= step.num_steps - self.refresh_last_steps:
             return True
-        if self.max_consecutive_reuse is not None and memory.consecutive_reuses >= self.max_consecutive_reuse:
-            return True
-        return memory.accumulated_drift >= self.threshold
+        refresh = state.drift >= self.threshold
+        if self.max_consecutive_reuse is not None:
+            refresh = refresh | (state.reuses >= self.max_consecutive_reuse)
+        return refresh
+
+    def update(self, state: PolicyState, step: StepInfo, refreshed: Decision) -> None:
+        state.drift = where(refreshed, 0.0, state.drift)
+        state.reuses = where(refreshed, 0, state.reuses + 1)

@@ -7,7 +7,7 @@ from typing import Literal
 from pydantic import Field
 
 from cachekit.clock import StepInfo
-from cachekit.policies.base import Policy, RegionMemory, register_policy
+from cachekit.policies.base import Policy, PolicyState, register_policy
 
 
 @register_policy
@@ -22,7 +22,7 @@ class UniformPolicy(Policy):
     interval: int = Field(3, ge=1, description="Refresh every this many steps; 1 never reuses.")
     warmup_steps: int = Field(0, ge=0, description="Steps at the start that always refresh.")
 
-    def should_refresh(self, step: StepInfo, memory: RegionMemory) -> bool:
+    def should_refresh(self, step: StepInfo, state: PolicyState) -> bool:
         return self._is_refresh_step(step.index)
 
     def _is_refresh_step(self, index: int) -> bool:

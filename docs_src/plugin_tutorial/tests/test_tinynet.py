@@ -7,7 +7,7 @@ from typing import Any
 import cachekit
 import pytest
 import torch
-from cachekit.plugin_manager import get_plugin_manager
+from cachekit.plugin_manager import load_plugins
 from cachekit.testing import AdapterConformance
 from torch import nn
 
@@ -39,7 +39,7 @@ class TestTinyNet(TinyNetCase):
 
     def test_example_inputs_run_the_model(self) -> None:
         model = self.make_model()
-        args, kwargs = get_plugin_manager().hook.cachekit_example_inputs(model=model)
+        args, kwargs = load_plugins().hook.cachekit_example_inputs(model=model)
         assert model(*args, **kwargs).shape == args[0].shape
 
     @pytest.mark.parametrize(("threshold", "refreshes"), [(1e-9, 6), (1e9, 1)])

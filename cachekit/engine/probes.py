@@ -1,16 +1,23 @@
-"""Similarity probes: the cheap signal a ``similarity`` policy watches for drift."""
+"""Similarity probes: the cheap signal a policy watches, and its drift between calls.
+
+A probe turns what a region's call computes anyway (the entry input, the input of a module
+before it) into one tensor per call. Its *drift* is the relative L1 change since the
+previous call of the same context, measured per sample: one value per batch row, so a row's
+decision never depends on another row's content. Plugins register probes through the
+``cachekit_register_probes`` hook.
+"""
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
 import torch
 
-from cachekit.errors import ConfigError, did_you_mean, listing
+from cachekit.errors import ConfigError
 from cachekit.region import Region
+from cachekit.registry import Registry
 
 
 class Probe(Protocol):
@@ -20,7 +27,7 @@ class Probe(Protocol):
         """Modules whose input (read with ``region.io``) must be recorded before the entry runs."""
 
     def measure(self, entry_inputs: tuple[torch.Tensor, ...], watched: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        """The probe tensor of this call."""
+        """The probe tensor of this call, batch rows first."""
 
 
 @dataclass(frozen=True)
@@ -52,27 +59,23 @@ class EntryResidualProbe:
         return entry_inputs[0] - base
 
 
-_PROBES: dict[str, Probe] = {"entry_input": EntryInputProbe(), "entry_residual": EntryResidualProbe()}
+PROBES: Registry[Probe] = Registry("probe", "probes")
+"""Probes by name (``entry_input``, ``entry_residual``, and those plugins register)."""
+PROBES.add("entry_input", EntryInputProbe())
+PROBES.add("entry_residual", EntryResidualProbe())
 
 
 def register_probe(name: str, probe: Probe) -> None:
     """Make ``probe`` available to similarity policies as ``probe: <name>``."""
-    if name in _PROBES and _PROBES[name] is not probe:
-        warnings.warn(f"probe {name!r} re-registered", stacklevel=2)
-    _PROBES[name] = probe
+    PROBES.add(name, probe)
 
 
-def probe_names() -> list[str]:
-    """Names of the registered probes (plugins' probes included once loaded)."""
-    from cachekit.plugin_manager import get_plugin_manager
+def row_drift(probe: torch.Tensor, previous: torch.Tensor) -> torch.Tensor:
+    """``mean|p - q| / mean|q|`` of each batch row, in float32, as a CPU tensor (one host sync).
 
-    get_plugin_manager()
-    return sorted(_PROBES)
-
-
-def get_probe(name: str) -> Probe:
-    """The probe registered as ``name``, or a clear error listing the known ones."""
-    names = probe_names()
-    if name not in names:
-        raise ConfigError(f"unknown probe {name!r}{did_you_mean(name, names)}; known: {listing(names)}")
-    return _PROBES[name]
+    A probe without a batch dimension counts as one row.
+    """
+    rows = probe.float().reshape(probe.shape[0] if probe.dim() else 1, -1)
+    before = previous.float().reshape(rows.shape)
+    scale = before.abs().mean(dim=1).clamp_min(torch.finfo(torch.float32).tiny)
+    return ((rows - before).abs().mean(dim=1) / scale).cpu()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from itertools import pairwise
 from typing import Any
 
@@ -27,12 +28,8 @@ def find_denoisers(pm: pluggy.PluginManager, target: Any, config: CacheConfig) -
             "Pass the denoiser module itself (e.g. pipe.unet), or install a plugin for this pipeline"
         )
     by_name = {denoiser.name: denoiser for denoiser in found}
-    unknown_policies = set(config.denoiser_policies) - set(by_name)
-    if unknown_policies:
-        raise ConfigError(
-            f"denoiser_policies names {listing(unknown_policies)}, not a denoiser of "
-            f"{type(target).__name__}; its denoisers: {listing(by_name)}"
-        )
+    owner = f"a denoiser of {type(target).__name__}"
+    check_overrides("denoiser_policies", config.denoiser_policies, by_name, owner, "its denoisers")
     if config.denoisers is None:
         return found
     for name in config.denoisers:
@@ -90,6 +87,15 @@ def select_regions(pm: pluggy.PluginManager, denoiser: Denoiser, config: CacheCo
             get_submodule(model, path)
     _check_disjoint(chosen)
     return chosen
+
+
+def check_overrides(field: str, overrides: Iterable[str], known: Iterable[str], what: str, label: str) -> None:
+    """Every name the config's ``field`` overrides must be one of ``known`` (``what`` each must be,
+    ``label`` the list of choices in the message)."""
+    known = list(known)
+    unknown = set(overrides) - set(known)
+    if unknown:
+        raise ConfigError(f"{field} names {listing(unknown)}, not {what}; {label}: {listing(known)}")
 
 
 def _check_disjoint(regions: list[Region]) -> None:

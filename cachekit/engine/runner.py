@@ -1,0 +1,158 @@
+"""Running one region: decide at its entry, then refresh or reuse through each of its modules.
+
+At the entry module the policy decides, per batch row, from the drift of the probe it names.
+When every row agrees (the common case) the whole batch refreshes or reuses. When rows
+disagree the region runs, the refreshed rows' results are stored for them alone, and the
+other rows are served what the reuse strategy serves them, so a row gets exactly what it
+would get in a batch of its own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import torch
+
+from cachekit.clock import StepInfo
+from cachekit.denoiser import Denoiser
+from cachekit.engine.probes import PROBES, Probe, row_drift
+from cachekit.engine.state import ContextState, RegionState
+from cachekit.engine.stats import RegionStats
+from cachekit.policies.base import Policy
+from cachekit.region import Region
+from cachekit.reuse.forecaster import Forecaster
+from cachekit.reuse.strategy import STRATEGIES, make_strategy
+from cachekit.reuse.tree import merge_rows
+
+
+class StepSource(Protocol):
+    """Where a runner reads the step of the denoiser call in progress (the denoiser's runtime)."""
+
+    denoiser: Denoiser
+    current_step: StepInfo | None
+
+
+@dataclass
+class Decision:
+    """The decision of one region for one denoiser call.
+
+    ``rows`` is ``None`` when every batch row decided alike (then ``refresh`` holds for all),
+    else a bool per row, true where the row refreshes.
+    """
+
+    step: StepInfo
+    state: ContextState
+    refresh: bool
+    rows: torch.Tensor | None
+    entry_inputs: tuple[torch.Tensor, ...]
+
+
+def _rows(decision: bool | torch.Tensor) -> bool | torch.Tensor:
+    """A policy's answer as one bool, or a bool per row when rows disagree."""
+    if not isinstance(decision, torch.Tensor):
+        return bool(decision)
+    rows = decision.detach().reshape(-1).bool().cpu()
+    if bool(rows.all()):
+        return True
+    return rows if bool(rows.any()) else False
+
+
+class RegionRunner:
+    """Runs one region: decides at its entry, then stores or reuses through its modules."""
+
+    def __init__(
+        self,
+        region: Region,
+        policy: Policy,
+        forecaster: type[Forecaster],
+        runtime: StepSource,
+        stats: RegionStats,
+        stats_name: str,
+    ):
+        self.region = region
+        self.policy = policy
+        self.runtime = runtime
+        self.stats = stats
+        self.stats_name = stats_name
+        probe_name = policy.probe_name()
+        self.probe: Probe | None = None if probe_name is None else PROBES.get(probe_name)
+        self.watched_paths = self.probe.watched_modules(region) if self.probe else ()
+        self.watched: dict[str, torch.Tensor] = {}
+        self.state = RegionState(
+            lambda: ContextState(policy=policy.new_state(), strategy=make_strategy(region, forecaster))
+        )
+        self.needs_entry_inputs = self.probe is not None or STRATEGIES[region.mode].needs_entry_inputs
+        self.decision: Decision | None = None
+
+    def reset(self) -> None:
+        """Drop every context's cache and the hit map of the generation."""
+        self.release()
+        self.stats.new_generation()
+
+    def release(self) -> None:
+        """Drop every tensor held: stored results, the last decision's inputs, watched inputs."""
+        self.state.reset()
+        self.decision = None
+        self.watched.clear()
+
+    @torch.compiler.disable
+    def decide(self, step: StepInfo, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Decision:
+        """Ask the policy at the entry module (always refresh when nothing is stored)."""
+        state = self.state.context(step.context)
+        entry_inputs = self.region.io.read_inputs(args, kwargs) if self.needs_entry_inputs else ()
+        if self.probe is not None:
+            self._observe(state, entry_inputs)
+        wanted = _rows(self.policy.should_refresh(step, state.policy))
+        wanted = wanted if state.has_cache else True
+        self.policy.update(state.policy, step, wanted)
+        rows = wanted if isinstance(wanted, torch.Tensor) else None
+        batch = len(entry_inputs[0]) if entry_inputs and entry_inputs[0].dim() else 1
+        computed = int(rows.sum()) if rows is not None else batch if wanted else 0
+        self.stats.record(step.index, step.context, computed, len(rows) if rows is not None else batch)
+        self.decision = Decision(step, state, rows is not None or bool(wanted), rows, entry_inputs)
+        return self.decision
+
+    def _observe(self, state: ContextState, entry_inputs: tuple[torch.Tensor, ...]) -> None:
+        assert self.probe is not None
+        probe = self.probe.measure(entry_inputs, self.watched).detach()
+        previous = state.previous_probe
+        if previous is not None and previous.shape == probe.shape:
+            self.policy.observe(state.policy, row_drift(probe, previous))
+        state.previous_probe = probe
+
+    def wrap_watched(self, path: str, original: Callable[..., Any]) -> Callable[..., Any]:
+        """Forward of a module whose input a probe reads: record it, then run as usual."""
+
+        def forward(*args: Any, **kwargs: Any) -> Any:
+            if self.runtime.current_step is not None:
+                self.watched[path] = self.region.io.read_inputs(args, kwargs)[0]
+            return original(*args, **kwargs)
+
+        return forward
+
+    def wrap(self, path: str, original: Callable[..., Any]) -> Callable[..., Any]:
+        """Forward of the region's module at ``path``."""
+        is_entry = path == self.region.entry
+
+        def forward(*args: Any, **kwargs: Any) -> Any:
+            step = self.runtime.current_step
+            if step is None:
+                return original(*args, **kwargs)
+            decision = self.decide(step, args, kwargs) if is_entry else self.decision
+            if decision is None or decision.step is not step:
+                return original(*args, **kwargs)
+            strategy = decision.state.strategy
+            if not decision.refresh:
+                return strategy.served(path, step.index, decision.entry_inputs, args, kwargs)
+            output = original(*args, **kwargs)
+            strategy.refreshed(path, step.index, decision.entry_inputs, output, decision.rows)
+            if path == self.region.exit:
+                decision.state.has_cache = True
+            if decision.rows is None:
+                return output
+            served = strategy.served(path, step.index, decision.entry_inputs, args, kwargs)
+            return merge_rows(decision.rows, output, served)
+
+        return forward

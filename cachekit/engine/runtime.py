@@ -1,0 +1,45 @@
+"""One denoiser at run time: its clock, the step of the call in progress, its region runners."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from cachekit.clock import DenoisingClock, StepInfo
+from cachekit.denoiser import Denoiser
+from cachekit.engine.runner import RegionRunner
+
+
+class DenoiserRuntime:
+    """One denoiser's clock, its current step, and the runners of its regions."""
+
+    def __init__(self, denoiser: Denoiser, num_steps: int | None):
+        self.denoiser = denoiser
+        self.runners: list[RegionRunner] = []
+        self.clock = DenoisingClock(num_steps=num_steps, on_new_generation=self._new_generation)
+        self.current_step: StepInfo | None = None
+        self.owner: object = None
+        """The handle that installed this runtime (kept alive by the model's hooks through it)."""
+
+    def _new_generation(self) -> None:
+        for runner in self.runners:
+            runner.reset()
+
+    @torch.compiler.disable
+    def _tick(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> StepInfo:
+        return self.clock.tick(args, kwargs)
+
+    def wrap(self, original: Callable[..., Any]) -> Callable[..., Any]:
+        """Forward of the denoiser: tick the clock, run, then leave the step."""
+
+        def forward(*args: Any, **kwargs: Any) -> Any:
+            outer = self.current_step
+            self.current_step = self._tick(args, kwargs)
+            try:
+                return original(*args, **kwargs)
+            finally:
+                self.current_step = outer
+
+        return forward

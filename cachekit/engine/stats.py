@@ -1,0 +1,87 @@
+"""Statistics of what was refreshed or reused, per region, and the hit map."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+
+@dataclass
+class RegionStats:
+    """Refresh and reuse counts of one region, and the hit map of its latest generation."""
+
+    refreshes: int = 0
+    reuses: int = 0
+    hits: dict[int, dict[int, str]] = field(default_factory=lambda: defaultdict(dict))
+    """context -> step -> one character per call: ``R`` refreshed, ``r`` some rows refreshed, ``.`` reused."""
+    rows: int = 0
+    """Batch rows seen over every call."""
+    computed_rows: int = 0
+    """Batch rows the region computed (all rows of a refresh, the refreshed rows of a partial one)."""
+
+    def record(self, step: int, context: int, computed: int, rows: int) -> None:
+        """Count one call that computed ``computed`` of its ``rows`` batch rows.
+
+        A call that computed any row counts as a refresh, one that computed none as a reuse.
+        """
+        if computed:
+            self.refreshes += 1
+        else:
+            self.reuses += 1
+        self.rows += rows
+        self.computed_rows += computed
+        mark = "." if not computed else "R" if computed == rows else "r"
+        row = self.hits[context]
+        row[step] = row.get(step, "") + mark
+
+    def new_generation(self) -> None:
+        """Start a fresh hit map; totals keep counting."""
+        self.hits = defaultdict(dict)
+
+    @property
+    def computed_share(self) -> float:
+        """Share of batch rows the region computed over every call, in [0, 1] (1.0 before any call)."""
+        return self.computed_rows / self.rows if self.rows else 1.0
+
+
+class CacheStats:
+    """Statistics of every region of a :class:`~cachekit.engine.handle.CacheHandle`, by region name."""
+
+    def __init__(self, names: list[str]) -> None:
+        self.regions: dict[str, RegionStats] = {name: RegionStats() for name in names}
+
+    def __getitem__(self, name: str) -> RegionStats:
+        return self.regions[name]
+
+    @property
+    def refreshes(self) -> int:
+        """Refreshes summed over regions."""
+        return sum(stats.refreshes for stats in self.regions.values())
+
+    @property
+    def reuses(self) -> int:
+        """Reuses summed over regions."""
+        return sum(stats.reuses for stats in self.regions.values())
+
+    def refresh_steps(self, name: str, context: int = 0) -> list[int]:
+        """Steps of the latest generation at which ``name`` refreshed on its first call."""
+        row = self.regions[name].hits.get(context, {})
+        return [step for step, marks in sorted(row.items()) if marks[0] in "Rr"]
+
+    def hit_map(self) -> str:
+        """A printable map: one row per region and context, one column per step.
+
+        ``R`` marks a refresh, ``r`` a refresh of some batch rows, ``.`` a reuse (first call of the step).
+        """
+        rows = []
+        for name, stats in self.regions.items():
+            for context, row in sorted(stats.hits.items()):
+                steps = max(row, default=-1) + 1
+                marks = "".join(row[step][0] if step in row else " " for step in range(steps))
+                label = name if len(stats.hits) == 1 else f"{name}[{context}]"
+                rows.append((label, f"{marks}  {stats.refreshes} refreshes, {stats.reuses} reuses"))
+        width = max([24, *(len(label) for label, _ in rows)])  # steps line up under long names too
+        return "\n".join(f"{label:<{width}} {rest}" for label, rest in rows)
+
+    def __repr__(self) -> str:
+        return f"CacheStats(refreshes={self.refreshes}, reuses={self.reuses})\n{self.hit_map()}"
