@@ -14,11 +14,14 @@ changes.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import torch
+
+from cachekit.errors import ConcurrentUseError
 
 _SAMPLE_NAMES = ("sample", "hidden_states", "x", "latents", "latent_model_input")
 _TIMESTEP_NAMES = ("timestep", "timesteps", "t")
@@ -93,6 +96,9 @@ class DenoisingClock:
         self.generation = -1
         self._reset_counters()
         self._signature: tuple[Any, ...] | None = None
+        self.in_call = False
+        """True while a denoiser call is running (set by the engine around each call)."""
+        self._thread: int | None = None
 
     def _reset_counters(self) -> None:
         self.step = 0
@@ -101,6 +107,32 @@ class DenoisingClock:
         self.num_steps = self.configured_num_steps
         self.last_timestep: float | None = None
         self.fresh = True
+
+    def running(self) -> bool:
+        """Is a generation under way: a call running, or a scheduler's schedule not finished?"""
+        if self.in_call:
+            return True
+        scheduled = self.scheduler is not None and self.num_steps is not None
+        return scheduled and self.generation >= 0 and not self.fresh and self.step < self.num_steps
+
+    def claim(self) -> None:
+        """Note the calling thread; a second thread while a generation runs is a clear error.
+
+        One clock per enabled denoiser cannot follow two generations at once: rather than
+        mix their steps (a wrong image), the second thread is refused. A thread that takes
+        over once the first one's generation is done starts a new generation.
+        """
+        ident = threading.get_ident()
+        if self._thread is not None and self._thread != ident:
+            if self.running():
+                raise ConcurrentUseError(
+                    "this cached denoiser is in use by another thread, whose generation is not finished; "
+                    "cachekit follows one generation per enabled denoiser: give each thread its own pipeline "
+                    "(or model) and enable cachekit on each"
+                )
+            if self.scheduler is None:
+                self._signature = None  # a bare model's generation starts over in the new thread
+        self._thread = ident
 
     def start_generation(self) -> None:
         """Begin a new generation: counters to zero, caches dropped."""
@@ -120,6 +152,7 @@ class DenoisingClock:
 
     def tick(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> StepInfo:
         """Account for one denoiser call and say where it stands."""
+        self.claim()
         sample = find_sample(args, kwargs)
         timestep = find_timestep(args, kwargs)
         signature = None if sample is None else (tuple(sample.shape), sample.dtype, sample.device)

@@ -30,6 +30,10 @@ class AlreadyEnabledError(CachekitError, RuntimeError):
     """cachekit is already enabled on this model; disable the first handle before enabling again."""
 
 
+class ConcurrentUseError(CachekitError, RuntimeError):
+    """An enabled denoiser was called from a second thread while a generation runs in the first."""
+
+
 class PolicyError(CachekitError, RuntimeError):
     """A policy cannot decide with the information it has (e.g. an unknown number of steps)."""
 

@@ -37,9 +37,11 @@ class DenoiserRuntime:
         def forward(*args: Any, **kwargs: Any) -> Any:
             outer = self.current_step
             self.current_step = self._tick(args, kwargs)
+            self.clock.in_call = True
             try:
                 return original(*args, **kwargs)
             finally:
                 self.current_step = outer
+                self.clock.in_call = outer is not None
 
         return forward

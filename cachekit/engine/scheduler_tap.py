@@ -44,6 +44,8 @@ class SchedulerTap:
 
     def _wrap_set_timesteps(self, original: Callable[..., Any]) -> Callable[..., Any]:
         def set_timesteps(*args: Any, **kwargs: Any) -> Any:
+            for clock in self.clocks:
+                clock.claim()
             result = original(*args, **kwargs)
             for clock in self.clocks:
                 clock.start_generation()
@@ -53,6 +55,8 @@ class SchedulerTap:
 
     def _wrap_step(self, original: Callable[..., Any]) -> Callable[..., Any]:
         def step(*args: Any, **kwargs: Any) -> Any:
+            for clock in self.clocks:
+                clock.claim()
             result = original(*args, **kwargs)
             completed = self.step_completed(self.scheduler)
             for clock in self.clocks:
