@@ -50,12 +50,25 @@ def cachekit_regions(model: nn.Module) -> list[Region] | None:
     """
 
 
+@hookspec
+def cachekit_extra_regions(model: nn.Module) -> list[Region] | None:
+    """Regions any plugin adds to a model another plugin maps (attention kinds, for instance).
+
+    Called on every plugin, not only until one answers: the regions of each answer are
+    listed after those of :func:`cachekit_regions`, never first (the default stays the
+    mapping plugin's), third-party answers before first-party ones. Return ``None`` (or
+    an empty list) to add nothing. Names must differ from every other region of the model.
+    """
+
+
 @hookspec(firstresult=True)
 def cachekit_region_named(model: nn.Module, name: str) -> Region | None:
-    """Build the region ``name`` of ``model`` when :func:`cachekit_regions` does not list it.
+    """Build the region ``name`` of ``model`` when no region listed for it has that name.
 
     For names with parameters a plugin understands, such as the block range ``blocks[2:10]``,
-    too many to list. Return ``None`` when ``name`` is no name of this plugin for ``model``;
+    too many to list. Asked only for a name that neither :func:`cachekit_regions` nor
+    :func:`cachekit_extra_regions` lists, and, like them, of any plugin, not only the one
+    mapping the model. Return ``None`` when ``name`` is no name of this plugin for ``model``;
     raise :class:`~cachekit.errors.RegionNotFoundError` when it is one but does not fit the
     model (a range past the last block), saying what does.
     """

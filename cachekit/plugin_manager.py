@@ -26,13 +26,22 @@ ENTRY_POINT_GROUP = "cachekit"
 AUTOLOAD_OFF_VARIABLE = "CACHEKIT_DISABLE_PLUGIN_AUTOLOAD"
 
 DEFAULT_PLUGINS: tuple[str, ...] = (
-    "cachekit_diffusers",
     "cachekit_av",
+    "cachekit_diffusers",
+    "cachekit_digits",
     "cachekit_dit",
     "cachekit_unet",
-    "cachekit_digits",
 )
-"""Modules registered as plugins by every plugin manager, by import name."""
+"""Modules registered as plugins by every plugin manager, by import name (sorted: their order decides nothing).
+
+Precedence is explicit instead of following this order: every first-party hook implementation
+is ``trylast``, so any third-party plugin is asked first and can override it; and no two
+first-party plugins answer a dispatch hook for the same model (each claims its own model
+classes: ``cachekit_unet`` every diffusers UNet, ``cachekit_dit`` the image DiTs,
+``cachekit_av`` the video and audio transformers). A plugin adds regions to a model another
+maps through ``cachekit_extra_regions`` (``cachekit_av``'s attention kinds on the video and
+audio UNets). ``tests/test_plugins_precedence.py`` checks both rules on every model the test
+suite builds, and that reversing this tuple changes no answer."""
 
 _manager: pluggy.PluginManager | None = None
 _lock = threading.Lock()

@@ -1,9 +1,10 @@
 """One implementation of every cachekit hook: the examples of the Plugin hooks page.
 
 The plugin adapts a made-up library, ``mylib``: a ``MyPipeline`` holding a ``transformer``
-and a ``scheduler``, a ``MyTransformer`` whose ``blocks`` are a ``ModuleList``, and a
-``MyScheduler`` whose steps take two calls. It recognises them by class name, so importing
-the plugin never imports mylib. Each ``--8<--`` pair marks the part a section shows.
+and a ``scheduler``, a ``MyTransformer`` whose ``blocks`` are a ``ModuleList``, a
+``MyScheduler`` whose steps take two calls, and ``MyAttention`` layers other models use. It
+recognises them by class name, so importing the plugin never imports mylib. Each ``--8<--``
+pair marks the part a section shows.
 """
 
 from __future__ import annotations
@@ -62,6 +63,19 @@ def cachekit_regions(model: nn.Module) -> list[Region] | None:
 
 
 # --8<-- [end:cachekit_regions]
+
+
+# --8<-- [start:cachekit_extra_regions]
+@hookimpl
+def cachekit_extra_regions(model: nn.Module) -> list[Region] | None:
+    # mylib's MyAttention layers can sit in any model, whichever plugin maps it
+    paths = tuple(path for path, module in model.named_modules() if isinstance_str(module, "MyAttention"))
+    if not paths:
+        return None  # nothing of mylib's here: add nothing
+    return [Region("my_attention", paths, mode="output", inner="replay")]  # their outputs reused together
+
+
+# --8<-- [end:cachekit_extra_regions]
 
 
 # --8<-- [start:cachekit_region_named]

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from cachekit_av.inputs import example_kwargs
+from cachekit_av.inputs import EXAMPLES
 from torch import nn
 
 from tests import av_models, unet_models
@@ -19,7 +19,7 @@ class AVTransformerConformance(DiTConformance):
     """A video or audio transformer driven with the plugin's example inputs."""
 
     def make_inputs(self, model: nn.Module, batch_size: int, seed: int) -> dict[str, Any]:
-        kwargs = example_kwargs(model, batch_size, seed)
+        kwargs = EXAMPLES.kwargs(model, batch_size, seed)
         assert kwargs is not None
         return kwargs
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from cachekit_av.inputs import example_kwargs
+from cachekit_av.inputs import EXAMPLES
 from torch import nn
 
 import cachekit
@@ -98,6 +98,13 @@ def test_unet_kinds_follow_execution_order() -> None:
         assert sections == sorted(sections, key=["down_blocks", "mid_block", "up_blocks"].index)
 
 
+def test_attention_a_unet_block_holds_itself_counts() -> None:
+    """UNet2DModel's attention blocks hold ``Attention`` modules directly, not inside a transformer."""
+    kinds = kind_modules(unet_models.tiny_unet2d())
+    assert {path.split(".")[0] for path in kinds["spatial_attn"]} == {"down_blocks", "mid_block", "up_blocks"}
+    assert "down_blocks.1.attentions.0" in kinds["spatial_attn"]
+
+
 def test_audioldm_attn2_attends_to_the_latent() -> None:
     """AudioLDM and MusicLDM pass no cross-attention context: both attentions are self-attentions."""
     kinds = kind_modules(unet_models.tiny_audioldm_unet())
@@ -148,7 +155,7 @@ def test_example_inputs_measure_every_region(name: str) -> None:
     """The example call runs and every offered region does some of its FLOPs."""
     model = av_models.TRANSFORMERS[name]()
     regions = load_plugins().hook.cachekit_regions(model=model)
-    kwargs = example_kwargs(model)
+    kwargs = EXAMPLES.kwargs(model)
     assert kwargs is not None
     shares = region_flop_shares(model, regions, (), kwargs)
     assert all(0 < share < 1 for share in shares.values()), shares

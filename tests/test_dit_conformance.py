@@ -6,7 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
-from cachekit_dit.inputs import example_kwargs
+from cachekit_dit.inputs import EXAMPLES
 from torch import nn
 
 from cachekit.testing import AdapterConformance
@@ -24,7 +24,7 @@ class DiTConformance(AdapterConformance):
         return type(self).build()
 
     def make_inputs(self, model: nn.Module, batch_size: int, seed: int) -> dict[str, Any]:
-        kwargs = example_kwargs(model, batch_size, seed)
+        kwargs = EXAMPLES.kwargs(model, batch_size, seed)
         assert kwargs is not None
         return kwargs
 

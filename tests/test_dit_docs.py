@@ -7,8 +7,11 @@ import runpy
 import pytest
 import torch
 
+import cachekit
+from cachekit.plugin_manager import load_plugins, register_plugin, unregister_plugin
 from tests import dit_models
-from tests.docs_support import DOCS_SRC
+from tests.docs_support import DOCS_SRC, load_module
+from tests.models import TinyTransformer
 
 EXAMPLES = DOCS_SRC / "models"
 
@@ -31,3 +34,27 @@ def test_timm_style_example_prints_the_hit_map_on_the_page(capsys: pytest.Captur
     x = sample(model, torch.randn(2, 4, 8, 8, generator=generator), torch.tensor([1, 7]))
     assert x.shape == (2, 4, 8, 8)
     assert capsys.readouterr().out == example.with_suffix(".txt").read_text(encoding="utf-8")
+
+
+class MyDiT(TinyTransformer):
+    """Stands for mylib's transformer: the example plugin knows it by this class name."""
+
+
+def test_own_dit_plugin_example_maps_the_model_with_the_trunk() -> None:
+    plugin = load_module(EXAMPLES / "dit_plugin.py", "cachekit_docs_dit_plugin")
+    assert plugin.cachekit_regions(torch.nn.Linear(2, 2)) is None
+    name = register_plugin(plugin, name="docs-dit-plugin")
+    try:
+        torch.manual_seed(0)
+        model = MyDiT().eval()
+        regions = load_plugins().hook.cachekit_regions(model=model)
+        assert [region.name for region in regions] == ["blocks[1:6]", "blocks[0:6].mlp"]
+        args, kwargs = load_plugins().hook.cachekit_example_inputs(model=model)
+        config = {"policy": {"kind": "uniform", "interval": 2}, "regions": ["blocks[2:-1]"]}
+        with cachekit.cached(model, config) as handle, torch.no_grad():
+            for t in (900.0, 600.0, 300.0, 0.0):
+                model(*args, **{**kwargs, "timestep": torch.tensor([t])})
+        assert handle.regions["blocks[2:-1]"].modules == ("blocks.2", "blocks.3", "blocks.4")
+        assert handle.stats.reuses == 2
+    finally:
+        unregister_plugin(name)

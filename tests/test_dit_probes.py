@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 import torch
-from cachekit_dit.inputs import example_kwargs
+from cachekit_dit.inputs import EXAMPLES
 from torch import nn
 
 import cachekit
@@ -60,7 +60,7 @@ def expected_refreshes(residuals: list[torch.Tensor], threshold: float) -> list[
 def flux() -> tuple[nn.Module, dict[str, Any]]:
     """A tiny Flux whose time conditioning is smoothed: adjacent steps drift 0.13 to 0.21."""
     model = dit_models.smooth_time(dit_models.tiny_flux())
-    kwargs = example_kwargs(model)
+    kwargs = EXAMPLES.kwargs(model)
     assert kwargs is not None
     return model, kwargs
 

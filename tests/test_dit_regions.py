@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 import torch
-from cachekit_dit.inputs import example_kwargs
+from cachekit_dit.inputs import EXAMPLES
 from torch import nn
 
 import cachekit
@@ -117,7 +117,7 @@ def test_an_unknown_name_lists_the_offered_regions(flux: nn.Module) -> None:
 def test_fewer_blocks_than_the_default_first_blocks_cache_the_only_block() -> None:
     model = dit_models.tiny_flux(num_layers=1, num_single_layers=0)
     assert regions_of(model)[:1] == ["blocks[0:1]"]
-    kwargs = example_kwargs(model)
+    kwargs = EXAMPLES.kwargs(model)
     assert kwargs is not None
     with cachekit.cached(model, {"policy": {"kind": "uniform", "interval": 2}}) as handle:
         dit_models.denoise(model, kwargs)
@@ -133,7 +133,7 @@ def test_several_disjoint_ranges_each_with_its_own_policy(flux: nn.Module) -> No
         "region_policies": {"single_transformer_blocks[0:2]": {"kind": "uniform", "interval": 3}},
         "policy": {"kind": "uniform", "interval": 2},
     }
-    kwargs = example_kwargs(flux)
+    kwargs = EXAMPLES.kwargs(flux)
     assert kwargs is not None
     with cachekit.cached(flux, config) as handle:
         dit_models.denoise(flux, kwargs)
@@ -148,7 +148,7 @@ def test_overlapping_ranges_are_refused(flux: nn.Module) -> None:
 
 def test_attention_and_mlp_sublayers_each_with_its_own_policy() -> None:
     model = dit_models.tiny_pixart()
-    kwargs = example_kwargs(model)
+    kwargs = EXAMPLES.kwargs(model)
     assert kwargs is not None
     attention, mlp = "transformer_blocks[0:4].attn1", "transformer_blocks[0:4].ff"
     config = {"regions": [attention, mlp], "region_policies": {mlp: {"kind": "uniform", "interval": 3}}}
@@ -182,7 +182,7 @@ def test_hunyuan_ranges_must_keep_long_skips_paired() -> None:
 
 def test_a_timm_style_dit_needs_no_config_and_a_plain_block_stack_is_left_alone() -> None:
     model = dit_models.timm_dit()
-    kwargs = example_kwargs(model)
+    kwargs = EXAMPLES.kwargs(model)
     assert kwargs is not None and set(kwargs) == {"x", "t", "y"}
     with cachekit.cached(model, "similarity") as handle:
         dit_models.denoise(model, kwargs, sample_key="x", timestep_key="t")

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 import torch
-from cachekit_dit.inputs import example_kwargs
+from cachekit_dit.inputs import EXAMPLES
 
 import cachekit
 from cachekit.errors import ConfigError, PolicyError
@@ -80,7 +80,7 @@ def test_every_policy_reuses_with_and_without_batched_cfg(pipeline: str, policy:
 def test_a_policy_that_cannot_run_says_so() -> None:
     """``nonuniform`` needs the number of steps: a bare model gets a clear error, not a silent no-op."""
     model = dit_models.tiny_flux()
-    kwargs = example_kwargs(model)
+    kwargs = EXAMPLES.kwargs(model)
     assert kwargs is not None
     with (
         cachekit.cached(model, {"policy": {"kind": "nonuniform", "interval": 2, "center": 2}}),

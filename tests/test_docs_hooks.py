@@ -64,6 +64,7 @@ def test_example_plugin_implements_every_hook_with_valid_signatures() -> None:
     [
         ("cachekit_find_denoisers", {"pipeline": object()}),
         ("cachekit_regions", {"model": torch.nn.Linear(2, 2)}),
+        ("cachekit_extra_regions", {"model": torch.nn.Linear(2, 2)}),
         ("cachekit_region_named", {"model": torch.nn.Linear(2, 2), "name": "blocks[0:1]"}),
         ("cachekit_example_inputs", {"model": torch.nn.Linear(2, 2)}),
         ("cachekit_step_completed", {"scheduler": object()}),
@@ -137,6 +138,16 @@ def test_default_region_and_probe_example(example_plugin: str) -> None:
         pipe(num_inference_steps=4)
     assert list(handle.regions) == ["middle"]
     assert handle.stats.refresh_steps("middle") == [0]
+
+
+class MyAttention(torch.nn.Linear):
+    """Stands for mylib's attention layer, inside a model another plugin maps."""
+
+
+def test_extra_regions_example_adds_mylib_attention_to_any_model(example_plugin: str) -> None:
+    model = torch.nn.Sequential(torch.nn.Linear(2, 2), MyAttention(2, 2), torch.nn.ReLU(), MyAttention(2, 2))
+    with cachekit.enable(model, {"regions": ["my_attention"]}) as handle:
+        assert handle.regions["my_attention"].modules == ("1", "3")
 
 
 def test_region_named_example_rejects_a_range_past_the_end(example_plugin: str) -> None:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import cachekit_unet
 import pytest
 import torch
@@ -16,16 +14,7 @@ from tests import unet_models
 from tests.models import tiny_transformer
 from tests.unet_models import one_thread  # noqa: F401  (autouse fixture)
 
-FAMILIES: dict[str, Callable[[], nn.Module]] = {
-    "UNet2DModel": unet_models.tiny_unet2d,
-    "SD 1.5": unet_models.tiny_sd_unet,
-    "SDXL": unet_models.tiny_sdxl_unet,
-    "AudioLDM": unet_models.tiny_audioldm_unet,
-    "AudioLDM2": unet_models.tiny_audioldm2_unet,
-    "SVD": unet_models.tiny_svd_unet,
-    "UNet3D": unet_models.tiny_unet3d,
-    "AnimateDiff": unet_models.tiny_motion_unet,
-}
+FAMILIES = unet_models.UNETS
 
 
 def regions(model: nn.Module) -> list[cachekit.Region] | None:

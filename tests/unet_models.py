@@ -167,6 +167,19 @@ def tiny_motion_unet(seed: int = 0) -> nn.Module:
     )
 
 
+UNETS: dict[str, Callable[[], nn.Module]] = {
+    "UNet2DModel": tiny_unet2d,
+    "SD 1.5": tiny_sd_unet,
+    "SDXL": tiny_sdxl_unet,
+    "AudioLDM": tiny_audioldm_unet,
+    "AudioLDM2": tiny_audioldm2_unet,
+    "SVD": tiny_svd_unet,
+    "UNet3D": tiny_unet3d,
+    "AnimateDiff": tiny_motion_unet,
+}
+"""One UNet of every family the UNet plugin maps, by case name."""
+
+
 @pytest.fixture(autouse=True, scope="module")
 def one_thread() -> Iterator[None]:
     """Run a test module on one CPU thread: tiny models gain nothing from intra-op threads, and

@@ -48,13 +48,18 @@ def declared_region(model: nn.Module, spec: DeclaredRegion) -> Region:
 
 
 def offered_regions(pm: pluggy.PluginManager, model: nn.Module, config: CacheConfig) -> list[Region]:
-    """Every region a plugin offers for ``model`` followed by those ``config`` declares."""
+    """Every region a plugin offers for ``model`` (the mapping plugin's, then every plugin's
+    extra regions) followed by those ``config`` declares."""
     offered = list(pm.hook.cachekit_regions(model=model) or [])
+    offered += [region for extra in pm.hook.cachekit_extra_regions(model=model) for region in extra]
     declared = [declared_region(model, spec) for spec in config.declare]
     names = [region.name for region in offered + declared]
     clash = {name for name in names if names.count(name) > 1}
     if clash:
-        raise ConfigError(f"declared region names {listing(clash)} are already taken; choose other names")
+        raise ConfigError(
+            f"region names {listing(clash)} are offered twice (by plugins or declared in the config); "
+            "choose other names"
+        )
     return offered + declared
 
 

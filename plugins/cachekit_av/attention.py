@@ -14,16 +14,18 @@ each kind can be reused for its own number of steps. The kinds, as region names:
 
 A kind's region lists its attention modules in execution order; on a reuse step each
 returns its output of the last refresh, and the block around it runs as usual.
+
+In a transformer the kind of each block sub-layer is known by family
+(:mod:`cachekit_av.families`). In a diffusers UNet, whichever plugin maps its other regions,
+the attention modules are found by class name (``Attention``) and by where they sit.
 """
 
 from __future__ import annotations
 
-from cachekit_dit.trunk import Trunk
-from cachekit_unet.layout import UNetLayout
 from torch import nn
 
-from cachekit.modules import isinstance_str
-from cachekit.region import Region, TensorIO
+from cachekit import Region, TensorIO, isinstance_str
+from cachekit.trunk import Trunk
 from cachekit_av.families import AVFamily, receives_context
 
 KINDS = ("spatial_attn", "temporal_attn", "cross_attn")
@@ -31,6 +33,10 @@ KINDS = ("spatial_attn", "temporal_attn", "cross_attn")
 
 TEMPORAL_CONTAINERS = ("TransformerTemporalModel", "AnimateDiffTransformer3D", "TemporalBasicTransformerBlock")
 """Modules whose self-attentions attend across frames (UNet3D, AnimateDiff, SVD)."""
+
+UNET_SECTIONS = ("down_blocks", "mid_block", "up_blocks")
+"""The parts of a diffusers UNet whose attention is counted, in the order they run (the mid
+block runs between the others though registered after both)."""
 
 _DESCRIPTIONS = {
     "spatial_attn": "self-attention among the tokens of a frame (or of the whole sample)",
@@ -67,26 +73,27 @@ def trunk_attention(model: nn.Module, av_family: AVFamily, trunk: Trunk) -> dict
     return found
 
 
-def unet_attention(model: nn.Module, layout: UNetLayout) -> dict[str, list[str]]:
-    """Attention module paths of a diffusers UNet by kind, in execution order.
+def is_unet(model: nn.Module) -> bool:
+    """True for a model laid out as a diffusers UNet: ``down_blocks`` and ``up_blocks`` module lists."""
+    return all(isinstance(getattr(model, name, None), nn.ModuleList) for name in ("down_blocks", "up_blocks"))
+
+
+def unet_attention(model: nn.Module) -> dict[str, list[str]]:
+    """Attention module paths of a diffusers UNet by kind: the down blocks', the mid block's,
+    then the up blocks', each part in the order its modules are registered.
 
     A module's kind comes from what it attends to: the conditioning (a cross attention fed a
     context), other frames (a self-attention inside a temporal layer), or its own frame.
-    Only modules inside the layout's stages (the down, mid and up blocks) are counted.
+    Attention outside the down, mid and up blocks (UNet3D's ``transformer_in``) is not counted.
     """
-    stages = [module for stage in layout.down for module in stage.modules]
-    stages += [layout.mid] if layout.mid else []
-    stages += [module for stage in layout.up for module in stage.modules]
     context = receives_context(model)
     temporal_roots: list[str] = []
     ranked: list[tuple[int, int, str, str]] = []
     for order, (path, module) in enumerate(model.named_modules()):
         if any(isinstance_str(module, name) for name in TEMPORAL_CONTAINERS):
             temporal_roots.append(path)
-        if not isinstance_str(module, "Attention"):
-            continue
-        rank = next((i for i, stage in enumerate(stages) if path.startswith(f"{stage}.")), None)
-        if rank is None:
+        section = path.split(".", 1)[0]
+        if not isinstance_str(module, "Attention") or section not in UNET_SECTIONS:
             continue
         if context and getattr(module, "is_cross_attention", False):
             kind = "cross_attn"
@@ -94,7 +101,7 @@ def unet_attention(model: nn.Module, layout: UNetLayout) -> dict[str, list[str]]
             kind = "temporal_attn"
         else:
             kind = "spatial_attn"
-        ranked.append((rank, order, path, kind))
+        ranked.append((UNET_SECTIONS.index(section), order, path, kind))
     found: dict[str, list[str]] = {}
     for _, _, path, kind in sorted(ranked):
         found.setdefault(kind, []).append(path)

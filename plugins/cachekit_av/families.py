@@ -1,8 +1,9 @@
-"""The video and audio transformers this plugin maps: their block lists and attention kinds.
+"""The video and audio models this plugin knows: transformers' block lists and attention
+kinds, and which UNets are video or audio ones.
 
-Each is a DiT laid out like the ones :mod:`cachekit_dit` maps (one or two block lists run in
-turn), so their block ranges and sub-layer regions are that plugin's. What is added here is
-which sub-layer of a block is which kind of attention (see :mod:`cachekit_av.attention`).
+Each transformer is a DiT laid out like the ones :mod:`cachekit_dit` maps (one or two block
+lists run in turn), described with :mod:`cachekit.trunk`. What is added here is which
+sub-layer of a block is which kind of attention (see :mod:`cachekit_av.attention`).
 
 Classes are recognised by name; diffusers is never imported here.
 """
@@ -11,16 +12,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from cachekit_dit.families import SINGLE_STREAM, Family
-from cachekit_dit.trunk import Trunk
 from torch import nn
 
-from cachekit.modules import isinstance_str
-from cachekit.region import TupleIO
-
-DUAL_STREAM_IN_ORDER = TupleIO(inputs=(("hidden_states", 0), ("encoder_hidden_states", 1)), output_order=(0, 1))
-"""Blocks taking ``hidden_states, encoder_hidden_states`` and returning them in that order
-(CogVideoX, Mochi and HunyuanVideo blocks, whose attention joins video and text tokens)."""
+from cachekit import isinstance_str
+from cachekit.trunk import DUAL_STREAM_IN_ORDER, SINGLE_STREAM, Family, Trunk
 
 JOINT = {"attn1": "spatial_attn"}
 """A block whose only attention runs over video and text tokens together (no cross attention)."""
@@ -34,7 +29,7 @@ class AVFamily:
     """Transformers sharing a block layout, and the attention kind of each block sub-layer.
 
     Attributes:
-        family: the block layout, as the DiT plugin describes one.
+        family: the block layout.
         attention: sub-layer name (a child of every block) to attention kind.
     """
 
@@ -66,21 +61,11 @@ AV_FAMILIES: tuple[AVFamily, ...] = (
 """The video and audio transformers mapped, by family."""
 
 
-def av_family_of(model: nn.Module) -> AVFamily | None:
-    """The family ``model`` belongs to, or ``None`` when it is no transformer of this plugin."""
-    for av_family in AV_FAMILIES:
-        if any(isinstance_str(model, name) for name in av_family.family.classes):
-            return av_family
-    return None
-
-
 def av_trunk_of(model: nn.Module) -> tuple[AVFamily, Trunk] | None:
     """The family and trunk of ``model``, or ``None`` when this plugin maps no transformer there."""
-    av_family = av_family_of(model)
-    if av_family is None:
-        return None
-    trunk = av_family.family.trunk(model)
-    return (av_family, trunk) if trunk.lists else None
+    av_family = next((av_family for av_family in AV_FAMILIES if av_family.family.matches(model)), None)
+    trunk = None if av_family is None else av_family.family.trunk(model)
+    return None if trunk is None else (av_family, trunk)
 
 
 AV_UNETS = (
@@ -96,8 +81,9 @@ def receives_context(model: nn.Module) -> bool:
     """False for AudioLDM's and MusicLDM's UNets: their pipelines pass the text embedding as
     class labels and no cross-attention context, so ``attn2`` attends to the latent itself.
     Their config gives one cross-attention width per block, equal to the block widths."""
-    widths = getattr(model.config, "cross_attention_dim", None)
-    return not (isinstance(widths, (list, tuple)) and list(widths) == list(model.config.block_out_channels))
+    config = getattr(model, "config", None)
+    widths = getattr(config, "cross_attention_dim", None)
+    return not (isinstance(widths, (list, tuple)) and list(widths) == list(config.block_out_channels))
 
 
 def is_av_unet(model: nn.Module) -> bool:

@@ -8,11 +8,12 @@ full-size model. Arguments are keywords, as the diffusers pipelines pass them.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch import nn
+
+from cachekit.trunk import ExampleInputs, noise, timesteps
 
 FRAMES = 2
 """Latent frames of a video example (times the temporal patch size)."""
@@ -22,27 +23,9 @@ TEXT_TOKENS = 6
 """Text tokens of the conditioning."""
 AUDIO_LENGTH = 16
 """Longest audio latent of an example."""
-TIMESTEP = 500.0
 
-Builder = Callable[[nn.Module, int, torch.Generator], dict[str, Any]]
-
-
-def example_kwargs(model: nn.Module, batch_size: int = 1, seed: int = 0) -> dict[str, Any] | None:
-    """Keyword arguments of one forward call of ``model`` with ``batch_size`` samples, or
-    ``None`` for a model this module has no builder for."""
-    generator = torch.Generator().manual_seed(seed)
-    for cls in type(model).__mro__:
-        if cls.__name__ in _BUILDERS:
-            return _BUILDERS[cls.__name__](model, batch_size, generator)
-    return None
-
-
-def _randn(generator: torch.Generator, *shape: int) -> torch.Tensor:
-    return torch.randn(*shape, generator=generator)
-
-
-def _timesteps(batch_size: int) -> torch.Tensor:
-    return torch.full((batch_size,), TIMESTEP)
+EXAMPLES = ExampleInputs()
+"""The example call of each video and audio transformer mapped, by class."""
 
 
 def _patches(patch_size: Any) -> tuple[int, int]:
@@ -56,21 +39,29 @@ def _video(model: nn.Module, batch_size: int, generator: torch.Generator, frames
     temporal = getattr(config, "patch_size_t", None) or temporal
     frames, side = FRAMES * temporal, SIDE * spatial
     if frames_first:
-        return _randn(generator, batch_size, frames, config.in_channels, side, side)
-    return _randn(generator, batch_size, config.in_channels, frames, side, side)
+        return noise(generator, batch_size, frames, config.in_channels, side, side)
+    return noise(generator, batch_size, config.in_channels, frames, side, side)
 
 
 def _text(generator: torch.Generator, batch_size: int, width: int) -> torch.Tensor:
-    return _randn(generator, batch_size, TEXT_TOKENS, width)
+    return noise(generator, batch_size, TEXT_TOKENS, width)
 
 
+def _video_and_text(
+    model: nn.Module, batch_size: int, generator: torch.Generator, text_width: int, frames_first: bool = False
+) -> dict[str, Any]:
+    """The latent clip, the text embedding and the timestep every video transformer takes."""
+    return {
+        "hidden_states": _video(model, batch_size, generator, frames_first),
+        "encoder_hidden_states": _text(generator, batch_size, text_width),
+        "timestep": timesteps(batch_size),
+    }
+
+
+@EXAMPLES.builds("CogVideoXTransformer3DModel")
 def _cogvideox(model: nn.Module, batch_size: int, generator: torch.Generator) -> dict[str, Any]:
     config = model.config
-    kwargs = {
-        "hidden_states": _video(model, batch_size, generator, frames_first=True),
-        "encoder_hidden_states": _text(generator, batch_size, config.text_embed_dim),
-        "timestep": _timesteps(batch_size),
-    }
+    kwargs = _video_and_text(model, batch_size, generator, config.text_embed_dim, frames_first=True)
     if config.ofs_embed_dim:
         kwargs["ofs"] = torch.full((batch_size,), 2.0)
     if config.use_rotary_positional_embeddings:
@@ -87,22 +78,20 @@ def _cogvideox(model: nn.Module, batch_size: int, generator: torch.Generator) ->
     return kwargs
 
 
+@EXAMPLES.builds("WanTransformer3DModel")
 def _wan(model: nn.Module, batch_size: int, generator: torch.Generator) -> dict[str, Any]:
-    return {
-        "hidden_states": _video(model, batch_size, generator, frames_first=False),
-        "encoder_hidden_states": _text(generator, batch_size, model.config.text_dim),
-        "timestep": _timesteps(batch_size),
-    }
+    return _video_and_text(model, batch_size, generator, model.config.text_dim)
 
 
+@EXAMPLES.builds("LTXVideoTransformer3DModel")
 def _ltx(model: nn.Module, batch_size: int, generator: torch.Generator) -> dict[str, Any]:
     config = model.config
     side = SIDE * config.patch_size
     frames = FRAMES * config.patch_size_t
     return {
-        "hidden_states": _randn(generator, batch_size, frames * side * side, config.in_channels),
+        "hidden_states": noise(generator, batch_size, frames * side * side, config.in_channels),
         "encoder_hidden_states": _text(generator, batch_size, config.caption_channels),
-        "timestep": _timesteps(batch_size),
+        "timestep": timesteps(batch_size),
         "encoder_attention_mask": torch.ones(batch_size, TEXT_TOKENS),
         "num_frames": frames,
         "height": side,
@@ -110,29 +99,28 @@ def _ltx(model: nn.Module, batch_size: int, generator: torch.Generator) -> dict[
     }
 
 
+@EXAMPLES.builds("HunyuanVideoTransformer3DModel")
 def _hunyuan_video(model: nn.Module, batch_size: int, generator: torch.Generator) -> dict[str, Any]:
     config = model.config
     kwargs = {
-        "hidden_states": _video(model, batch_size, generator, frames_first=False),
-        "timestep": _timesteps(batch_size),
-        "encoder_hidden_states": _text(generator, batch_size, config.text_embed_dim),
+        **_video_and_text(model, batch_size, generator, config.text_embed_dim),
         "encoder_attention_mask": torch.ones(batch_size, TEXT_TOKENS),
-        "pooled_projections": _randn(generator, batch_size, config.pooled_projection_dim),
+        "pooled_projections": noise(generator, batch_size, config.pooled_projection_dim),
     }
     if config.guidance_embeds:
         kwargs["guidance"] = torch.full((batch_size,), 6000.0)
     return kwargs
 
 
+@EXAMPLES.builds("MochiTransformer3DModel")
 def _mochi(model: nn.Module, batch_size: int, generator: torch.Generator) -> dict[str, Any]:
     return {
-        "hidden_states": _video(model, batch_size, generator, frames_first=False),
-        "encoder_hidden_states": _text(generator, batch_size, model.config.text_embed_dim),
-        "timestep": _timesteps(batch_size),
+        **_video_and_text(model, batch_size, generator, model.config.text_embed_dim),
         "encoder_attention_mask": torch.ones(batch_size, TEXT_TOKENS),
     }
 
 
+@EXAMPLES.builds("StableAudioDiTModel")
 def _stable_audio(model: nn.Module, batch_size: int, generator: torch.Generator) -> dict[str, Any]:
     from diffusers.models.embeddings import get_1d_rotary_pos_embed
 
@@ -140,22 +128,11 @@ def _stable_audio(model: nn.Module, batch_size: int, generator: torch.Generator)
     length = min(config.sample_size, AUDIO_LENGTH)
     global_tokens = 1
     return {
-        "hidden_states": _randn(generator, batch_size, config.in_channels, length),
-        "timestep": _timesteps(batch_size),
+        "hidden_states": noise(generator, batch_size, config.in_channels, length),
+        "timestep": timesteps(batch_size),
         "encoder_hidden_states": _text(generator, batch_size, config.cross_attention_input_dim),
-        "global_hidden_states": _randn(generator, batch_size, global_tokens, config.global_states_input_dim),
+        "global_hidden_states": noise(generator, batch_size, global_tokens, config.global_states_input_dim),
         "rotary_embedding": get_1d_rotary_pos_embed(
             config.attention_head_dim // 2, length + global_tokens, use_real=True, repeat_interleave_real=False
         ),
     }
-
-
-_BUILDERS: dict[str, Builder] = {
-    "CogVideoXTransformer3DModel": _cogvideox,
-    "WanTransformer3DModel": _wan,
-    "LTXVideoTransformer3DModel": _ltx,
-    "HunyuanVideoTransformer3DModel": _hunyuan_video,
-    "MochiTransformer3DModel": _mochi,
-    "StableAudioDiTModel": _stable_audio,
-}
-"""Example-input builders by class name, matched along the model's MRO."""

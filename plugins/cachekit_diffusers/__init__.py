@@ -12,8 +12,7 @@ from typing import Any
 
 from torch import nn
 
-from cachekit import Denoiser, hookimpl
-from cachekit.modules import isinstance_str
+from cachekit import Denoiser, hookimpl, isinstance_str
 
 DENOISER_ATTRIBUTES = ("unet", "transformer", "transformer_2", "prior")
 """Pipeline components called once per step and context, in the order they are reported."""

@@ -9,86 +9,18 @@ takes ``(x, c)``.
 from __future__ import annotations
 
 import inspect
-from dataclasses import dataclass
 
 from torch import nn
 
-from cachekit.modules import isinstance_str
-from cachekit.region import RegionIO, TensorIO, TupleIO
-from cachekit_dit.trunk import BlockList, SkipPairs, Trunk, hunyuan_skip_pairs
-
-SINGLE_STREAM = TensorIO(names=("hidden_states", "x"))
-"""Blocks taking and returning the image tokens alone."""
-
-DUAL_STREAM = TupleIO(inputs=(("hidden_states", 0), ("encoder_hidden_states", 1)), output_order=(1, 0))
-"""Blocks taking ``hidden_states, encoder_hidden_states`` and returning ``(encoder_hidden_states,
-hidden_states)``: SD3's joint blocks and both kinds of Flux block."""
+from cachekit import isinstance_str
+from cachekit.trunk import DUAL_STREAM, SINGLE_STREAM, Family, Trunk, family_of
 
 
-@dataclass(frozen=True)
-class Family:
-    """Transformers that share a block layout.
-
-    Attributes:
-        classes: class names, matched along the model's MRO.
-        lists: the ``nn.ModuleList`` attributes holding the blocks, in execution order.
-        io: how every block of those lists takes and returns its streams.
-        skip_pairs: long skip connections between blocks, if any.
-    """
-
-    classes: tuple[str, ...]
-    lists: tuple[str, ...]
-    io: RegionIO
-    skip_pairs: SkipPairs | None = None
-
-    def trunk(self, model: nn.Module) -> Trunk:
-        """The trunk of ``model``, one of this family."""
-        lists = tuple(BlockList(name, len(getattr(model, name)), self.io) for name in self.lists)
-        return Trunk(
-            type(model).__name__, tuple(block_list for block_list in lists if block_list.length), self.skip_pairs
-        )
-
-
-FAMILIES: tuple[Family, ...] = (
-    Family(
-        ("DiTTransformer2DModel", "PixArtTransformer2DModel", "SanaTransformer2DModel"),
-        ("transformer_blocks",),
-        SINGLE_STREAM,
-    ),
-    Family(("SD3Transformer2DModel",), ("transformer_blocks",), DUAL_STREAM),
-    Family(
-        (
-            "FluxTransformer2DModel",
-            "BriaTransformer2DModel",
-            "LongCatImageTransformer2DModel",
-            "OvisImageTransformer2DModel",
-        ),
-        ("transformer_blocks", "single_transformer_blocks"),
-        DUAL_STREAM,
-    ),
-    Family(("HunyuanDiT2DModel",), ("blocks",), SINGLE_STREAM, hunyuan_skip_pairs),
-)
-"""The diffusers transformers mapped, by family."""
-
-TIMM_STYLE = Family(("(a timm-style DiT)",), ("blocks",), SINGLE_STREAM)
-"""The DiT paper's layout: ``x_embedder``, ``t_embedder``, ``blocks`` of ``forward(x, c)``, ``final_layer``."""
-
-
-def family_of(model: nn.Module) -> Family | None:
-    """The family ``model`` belongs to, or ``None`` when this plugin does not map it."""
-    for family in FAMILIES:
-        if any(isinstance_str(model, name) for name in family.classes):
-            return family
-    return TIMM_STYLE if is_timm_style(model) else None
-
-
-def trunk_of(model: nn.Module) -> Trunk | None:
-    """The trunk of ``model``, or ``None`` when this plugin does not map it."""
-    family = family_of(model)
-    if family is None:
-        return None
-    trunk = family.trunk(model)
-    return trunk if trunk.lists else None
+def hunyuan_skip_pairs(length: int) -> list[tuple[int, int]]:
+    """HunyuanDiT's skips: blocks before ``length // 2 - 1`` feed the mirror block of the second half."""
+    half = length // 2
+    pairs = [(2 * half - 1 - consumer, consumer) for consumer in range(half + 1, length)]
+    return [(producer, consumer) for producer, consumer in pairs if producer >= 0]
 
 
 def is_timm_style(model: nn.Module) -> bool:
@@ -110,3 +42,33 @@ def is_timm_style(model: nn.Module) -> bool:
         if parameter.kind in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
     ]
     return len(parameters) >= 2 and parameters[0].name in ("x", "hidden_states")
+
+
+FAMILIES: tuple[Family, ...] = (
+    Family(
+        ("DiTTransformer2DModel", "PixArtTransformer2DModel", "SanaTransformer2DModel"),
+        ("transformer_blocks",),
+        SINGLE_STREAM,
+    ),
+    Family(("SD3Transformer2DModel",), ("transformer_blocks",), DUAL_STREAM),
+    Family(
+        (
+            "FluxTransformer2DModel",
+            "BriaTransformer2DModel",
+            "LongCatImageTransformer2DModel",
+            "OvisImageTransformer2DModel",
+        ),
+        ("transformer_blocks", "single_transformer_blocks"),
+        DUAL_STREAM,
+    ),
+    Family(("HunyuanDiT2DModel",), ("blocks",), SINGLE_STREAM, hunyuan_skip_pairs),
+    Family((), ("blocks",), SINGLE_STREAM, recognise=is_timm_style),
+)
+"""The transformers mapped, by family: diffusers' by class, then the DiT paper's layout
+(``x_embedder``, ``t_embedder``, ``blocks`` of ``forward(x, c)``, ``final_layer``) by shape."""
+
+
+def trunk_of(model: nn.Module) -> Trunk | None:
+    """The trunk of ``model``, or ``None`` when this plugin does not map it."""
+    family = family_of(model, FAMILIES)
+    return None if family is None else family.trunk(model)

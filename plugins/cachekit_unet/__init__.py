@@ -4,7 +4,9 @@ Maps ``UNet2DModel``, ``UNet2DConditionModel`` (SD 1.x/2.x, SDXL, AudioLDM, Musi
 AudioLDM2's UNet, ``UNetSpatioTemporalConditionModel`` (SVD), ``UNet3DConditionModel`` and
 ``UNetMotionModel`` (AnimateDiff). Region ``branch<k>`` is everything deeper than skip
 connection ``k`` (see :mod:`cachekit_unet.layout`); ``branch0``, the largest region and
-DeepCache's default, comes first. Classes are recognised by name, so importing this plugin
+DeepCache's default, comes first. This plugin alone answers ``cachekit_regions`` for every
+UNet, video and audio ones included; the audio-video plugin adds their attention kinds
+through ``cachekit_extra_regions``. Classes are recognised by name, so importing this plugin
 never imports diffusers.
 """
 

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from cachekit.modules import isinstance_str
+from cachekit import isinstance_str
 
 MAX_SIZE = 32
 """Largest latent side used (SD 1.5's 64x64 latent is measured at 32x32)."""

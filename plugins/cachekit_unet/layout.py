@@ -19,8 +19,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from cachekit.modules import isinstance_str
-from cachekit.region import Region, TensorIO
+from cachekit import Region, TensorIO, isinstance_str
 
 UNET_CLASSES = (
     "UNet2DModel",

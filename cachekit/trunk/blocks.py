@@ -1,4 +1,4 @@
-"""The trunk of a DiT: its block lists in execution order, numbered as one sequence.
+"""A model's trunk: its block lists in execution order, numbered as one sequence.
 
 Flux runs 19 dual-stream blocks then 38 single-stream ones; its trunk numbers them 0 to 56,
 so ``blocks[1:57]`` means "every block but the first" whichever list a block lives in. A
@@ -10,8 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from cachekit.errors import RegionNotFoundError
-from cachekit.region import RegionIO
+from cachekit import RegionIO, RegionNotFoundError
 
 
 @dataclass(frozen=True)
@@ -21,7 +20,7 @@ class BlockList:
     Attributes:
         name: its attribute name on the model (``"single_transformer_blocks"``).
         length: how many blocks it holds.
-        io: how its blocks take and return their streams.
+        io: how its blocks take and return their streams (see :mod:`cachekit.trunk.streams`).
     """
 
     name: str
@@ -43,7 +42,7 @@ class Trunk:
 
     Attributes:
         model_name: the model's class name, for messages.
-        lists: the block lists in execution order.
+        lists: the block lists in execution order, none of them empty.
         skip_pairs: long skip connections (HunyuanDiT: the first half's outputs feed the
             second half), or ``None`` for a plain chain.
     """
@@ -98,6 +97,9 @@ class Trunk:
 
         On a reuse step the blocks of a range hand their input on unchanged, so a block
         after the range reading a skip from inside it would read the wrong tensor.
+
+        Raises:
+            RegionNotFoundError: blocks ``start`` to ``stop - 1`` hold one end of a skip only.
         """
         if self.skip_pairs is None:
             return
@@ -108,10 +110,3 @@ class Trunk:
                     f"{consumer} reads through a long skip connection; a range must hold both or neither "
                     f"(e.g. end it at {self.length - start} or later, which keeps the first and last blocks paired)"
                 )
-
-
-def hunyuan_skip_pairs(length: int) -> list[tuple[int, int]]:
-    """HunyuanDiT's skips: blocks before ``length // 2 - 1`` feed the mirror block of the second half."""
-    half = length // 2
-    pairs = [(2 * half - 1 - consumer, consumer) for consumer in range(half + 1, length)]
-    return [(producer, consumer) for producer, consumer in pairs if producer >= 0]

@@ -12,8 +12,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from cachekit.errors import RegionNotFoundError
-from cachekit_dit.trunk import BlockList, Trunk
+from cachekit import RegionNotFoundError
+from cachekit.trunk.blocks import BlockList, Trunk
 
 TRUNK = "blocks"
 """The list name meaning every block list of the model, in execution order."""

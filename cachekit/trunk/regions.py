@@ -1,13 +1,17 @@
-"""The regions of a DiT: residual block ranges and sub-layer (attention, MLP) regions."""
+"""The regions of a trunk: residual block ranges and sub-layer (attention, MLP) regions.
+
+:func:`trunk_regions` answers :func:`~cachekit.hookspecs.cachekit_regions` for a model with a
+trunk, :func:`trunk_region_named` answers :func:`~cachekit.hookspecs.cachekit_region_named`
+for any name of :mod:`cachekit.trunk.names`.
+"""
 
 from __future__ import annotations
 
 from torch import nn
 
-from cachekit.errors import RegionNotFoundError, listing
-from cachekit.region import Region, TensorIO
-from cachekit_dit.names import BlockSpan, parse
-from cachekit_dit.trunk import Trunk
+from cachekit import Region, RegionNotFoundError, TensorIO, listing
+from cachekit.trunk.blocks import Trunk
+from cachekit.trunk.names import TRUNK, BlockSpan, parse
 
 FIRST_BLOCKS = 1
 """Default ``Fn``: blocks computed at every step before the cached range (its probe)."""
@@ -24,6 +28,10 @@ def block_range(trunk: Trunk, span: BlockSpan) -> Region:
 
     On reuse the blocks hand their input on and the last one returns the input plus the
     residual stored at the last refresh, for each stream the blocks carry.
+
+    Raises:
+        RegionNotFoundError: the span crosses block lists of different signatures, or
+            holds one end of a long skip connection only.
     """
     start, stop = span.trunk_range(trunk)
     ios = {trunk.locate(index)[0].io for index in range(start, stop)}
@@ -53,6 +61,9 @@ def sublayer_region(model: nn.Module, trunk: Trunk, span: BlockSpan) -> Region:
 
     FORA / PAB style: the block around it runs every step; on a reuse step each sub-layer
     returns its output of the last refresh.
+
+    Raises:
+        RegionNotFoundError: a block of the span has no such sub-layer (its children are listed).
     """
     block_paths = span.block_paths(trunk)
     for path in block_paths:
@@ -87,11 +98,12 @@ def default_names(model: nn.Module, trunk: Trunk) -> list[str]:
 
     The default is ``blocks[Fn:L-Bn]`` with ``Fn = 1, Bn = 0``; a one-block model caches its
     only block (``blocks[0:1]``). A model with several block lists also gets a range per
-    list; then each list's sub-layers come, one region per sub-layer name.
+    list; then each list's sub-layers come, one region per name of :data:`SUBLAYERS` that
+    every block of the list has.
     """
     length = trunk.length
     first = min(FIRST_BLOCKS, length - 1)
-    names = [f"blocks[{first}:{length - LAST_BLOCKS}]"]
+    names = [f"{TRUNK}[{first}:{length - LAST_BLOCKS}]"]
     if len(trunk.lists) > 1:
         starts = [first] + [0] * (len(trunk.lists) - 1)
         names += [
@@ -109,14 +121,20 @@ def default_names(model: nn.Module, trunk: Trunk) -> list[str]:
     return names
 
 
-def offered_regions(model: nn.Module, trunk: Trunk) -> list[Region]:
-    """The regions :func:`default_names` lists, built."""
+def trunk_regions(model: nn.Module, trunk: Trunk) -> list[Region]:
+    """The regions :func:`default_names` lists, built: an answer to ``cachekit_regions``."""
     names = default_names(model, trunk)
-    return [region for name in names if (region := named_region(model, trunk, name)) is not None]
+    return [region for name in names if (region := trunk_region_named(model, trunk, name)) is not None]
 
 
-def named_region(model: nn.Module, trunk: Trunk, name: str) -> Region | None:
-    """The region called ``name``, ``None`` when ``name`` is no block name (see :mod:`.names`)."""
+def trunk_region_named(model: nn.Module, trunk: Trunk, name: str) -> Region | None:
+    """The region called ``name``: an answer to ``cachekit_region_named``.
+
+    Returns ``None`` when ``name`` is no block name (see :mod:`cachekit.trunk.names`).
+
+    Raises:
+        RegionNotFoundError: ``name`` is a block name that does not fit the model.
+    """
     span = parse(name, trunk)
     if span is None:
         return None
