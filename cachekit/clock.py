@@ -15,13 +15,14 @@ changes.
 from __future__ import annotations
 
 import threading
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
-from cachekit.errors import ConcurrentUseError
+from cachekit.errors import CachekitWarning, ConcurrentUseError
 
 _SAMPLE_NAMES = ("sample", "hidden_states", "x", "latents", "latent_model_input")
 _TIMESTEP_NAMES = ("timestep", "timesteps", "t")
@@ -87,11 +88,18 @@ class DenoisingClock:
     Args:
         num_steps: steps per generation when no scheduler tells (bare models).
         on_new_generation: called whenever a generation starts; the engine drops caches.
+        on_generation_end: called when the scheduler completes the last step; the engine frees caches.
     """
 
-    def __init__(self, num_steps: int | None = None, on_new_generation: Callable[[], None] | None = None):
+    def __init__(
+        self,
+        num_steps: int | None = None,
+        on_new_generation: Callable[[], None] | None = None,
+        on_generation_end: Callable[[], None] | None = None,
+    ):
         self.configured_num_steps = num_steps
         self.on_new_generation = on_new_generation
+        self.on_generation_end = on_generation_end
         self.scheduler: Any = None
         self.generation = -1
         self._reset_counters()
@@ -136,10 +144,23 @@ class DenoisingClock:
 
     def start_generation(self) -> None:
         """Begin a new generation: counters to zero, caches dropped."""
+        self._check_steps_ran()
         self.generation += 1
         self._reset_counters()
         if self.on_new_generation is not None:
             self.on_new_generation()
+
+    def _check_steps_ran(self) -> None:
+        """Warn when a bare model's loop ran another number of steps than the config's ``num_steps``."""
+        configured = self.configured_num_steps
+        ran = self.step + 1
+        if self.scheduler is None and configured not in (None, ran) and self.generation >= 0 and not self.fresh:
+            warnings.warn(
+                f"the last generation ran {ran} steps but the config says num_steps={configured}: "
+                "schedules were computed for the wrong length; set num_steps to the steps your loop runs",
+                CachekitWarning,
+                stacklevel=2,
+            )
 
     def scheduler_stepped(self, completed: bool) -> None:
         """Record one ``scheduler.step`` call; ``completed`` says whether a solver step ended."""
@@ -149,6 +170,8 @@ class DenoisingClock:
         else:
             self.call += 1
         self.calls_since_scheduler_step = 0
+        if completed and self.num_steps is not None and self.step == self.num_steps and self.on_generation_end:
+            self.on_generation_end()
 
     def tick(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> StepInfo:
         """Account for one denoiser call and say where it stands."""
@@ -164,6 +187,13 @@ class DenoisingClock:
             left = self._steps_from_scheduler(timestep)
             # a later expert of a multi-denoiser pipeline first runs after `self.step` steps
             self.num_steps = self.step + left if left else self.configured_num_steps
+            if left and self.configured_num_steps not in (None, self.num_steps):
+                warnings.warn(
+                    f"the config says num_steps={self.configured_num_steps} but the scheduler runs "
+                    f"{self.num_steps} steps; the scheduler's count is used (num_steps is for bare models)",
+                    CachekitWarning,
+                    stacklevel=2,
+                )
         elif self.scheduler is None:
             self._advance_without_scheduler(timestep)
         info = StepInfo(

@@ -8,6 +8,7 @@ policy kind name, or a path to a YAML, TOML or JSON file, and turns every proble
 
 from __future__ import annotations
 
+import codecs
 import json
 import tomllib
 from collections.abc import Mapping
@@ -48,7 +49,7 @@ class DeclaredRegion(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str = Field(min_length=1, description="Name used in 'regions', stats and region_policies.")
-    entry: str = Field(description="Dotted path of the first module of the span, e.g. 'blocks.2'.")
+    entry: str = Field(min_length=1, description="Dotted path of the first module of the span, e.g. 'blocks.2'.")
     exit: str | None = Field(
         None, description="Dotted path of the last module, a sibling of entry (default: entry itself)."
     )
@@ -80,7 +81,9 @@ class CacheConfig(BaseModel):
     denoiser_policies: dict[str, SerializeAsAny[Policy]] = Field(
         default_factory=dict, description="Per-denoiser policy overrides, by denoiser name ('transformer_2')."
     )
-    num_steps: int | None = Field(None, ge=1, description="Steps per generation for a bare model with no scheduler.")
+    num_steps: int | None = Field(
+        None, strict=True, ge=1, description="Steps per generation for a bare model with no scheduler."
+    )
     forecast: str = Field(
         "none",
         description=(
@@ -160,9 +163,31 @@ def validate(model: type[ModelT], data: Any, source: str = "config") -> ModelT:
     """Validate ``data`` as ``model``, raising one :class:`ConfigError` listing every problem."""
     try:
         return model.model_validate(data)
+    except RecursionError:
+        raise ConfigError(f"invalid {model.__name__} in {source}: it nests too deeply to be a config") from None
     except ValidationError as error:
         lines = "\n  ".join(_flatten(error))
         raise ConfigError(f"invalid {model.__name__} in {source}:\n  {lines}") from None
+
+
+def _decode(path: Path) -> str:
+    """The file's text: UTF-8 (a BOM allowed), or UTF-16/32 with a BOM; anything else is a clear error."""
+    data = path.read_bytes()
+    for bom, encoding in (
+        (codecs.BOM_UTF32_LE, "utf-32"),
+        (codecs.BOM_UTF32_BE, "utf-32"),
+        (codecs.BOM_UTF16_LE, "utf-16"),
+        (codecs.BOM_UTF16_BE, "utf-16"),
+    ):
+        if data.startswith(bom):
+            return data.decode(encoding)
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise ConfigError(
+            f"config file {str(path)!r} is not UTF-8 text (byte {error.start} is {data[error.start]:#04x}); "
+            "save it as UTF-8"
+        ) from None
 
 
 def read_mapping(path: str | Path) -> dict[str, Any]:
@@ -170,7 +195,7 @@ def read_mapping(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file {str(path)!r} does not exist")
-    text = path.read_text(encoding="utf-8")
+    text = _decode(path)
     suffix = path.suffix.lower()
     try:
         if suffix in (".yaml", ".yml"):
@@ -183,6 +208,8 @@ def read_mapping(path: str | Path) -> dict[str, Any]:
             raise ConfigError(f"config file {str(path)!r}: unknown suffix {suffix!r}; use .yaml, .yml, .toml or .json")
     except (yaml.YAMLError, tomllib.TOMLDecodeError, json.JSONDecodeError) as error:
         raise ConfigError(f"config file {str(path)!r} is not valid {suffix[1:].upper()}: {error}") from None
+    except RecursionError:
+        raise ConfigError(f"config file {str(path)!r} nests too deeply to be a config") from None
     if data is None:
         return {}
     if not isinstance(data, dict):

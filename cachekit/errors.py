@@ -38,6 +38,10 @@ class PolicyError(CachekitError, RuntimeError):
     """A policy cannot decide with the information it has (e.g. an unknown number of steps)."""
 
 
+class CachekitWarning(UserWarning):
+    """Something cachekit was asked to do does not fit what the model or loop actually does."""
+
+
 def did_you_mean(given: str, choices: Iterable[str]) -> str:
     """Return ``" (did you mean 'x'?)"`` for the closest choice, or ``""`` when none is close."""
     close = difflib.get_close_matches(given, list(choices), n=1, cutoff=0.6)

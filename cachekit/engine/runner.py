@@ -9,6 +9,7 @@ would get in a batch of its own.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -20,6 +21,7 @@ from cachekit.denoiser import Denoiser
 from cachekit.engine.probes import PROBES, Probe, row_drift
 from cachekit.engine.state import ContextState, RegionState
 from cachekit.engine.stats import RegionStats
+from cachekit.errors import CachekitWarning
 from cachekit.policies.base import Policy
 from cachekit.region import Region
 from cachekit.reuse.forecaster import Forecaster
@@ -85,11 +87,28 @@ class RegionRunner:
         )
         self.needs_entry_inputs = self.probe is not None or STRATEGIES[region.mode].needs_entry_inputs
         self.decision: Decision | None = None
+        self.warned = False
+        self.reached = False
+        """Whether the entry was called in this generation (even by a call that then failed)."""
 
     def reset(self) -> None:
         """Drop every context's cache and the hit map of the generation."""
         self.release()
+        self.reached = False
         self.stats.new_generation()
+
+    def check_ran(self, calls: int) -> None:
+        """Warn once when a generation of ``calls`` denoiser calls never reached this region's entry."""
+        if self.reached or self.warned:
+            return
+        self.warned = True
+        warnings.warn(
+            f"region {self.stats_name!r} did not run in a generation of {calls} denoiser calls: its entry "
+            f"{self.region.entry!r} is never called by the model's forward, so nothing was cached; "
+            "name modules the forward calls",
+            CachekitWarning,
+            stacklevel=2,
+        )
 
     def release(self) -> None:
         """Drop every tensor held: stored results, the last decision's inputs, watched inputs."""
@@ -140,6 +159,7 @@ class RegionRunner:
             step = self.runtime.current_step
             if step is None:
                 return original(*args, **kwargs)
+            self.reached = self.reached or is_entry
             decision = self.decide(step, args, kwargs) if is_entry else self.decision
             if decision is None or decision.step is not step:
                 return original(*args, **kwargs)

@@ -18,14 +18,25 @@ class DenoiserRuntime:
     def __init__(self, denoiser: Denoiser, num_steps: int | None):
         self.denoiser = denoiser
         self.runners: list[RegionRunner] = []
-        self.clock = DenoisingClock(num_steps=num_steps, on_new_generation=self._new_generation)
+        self.clock = DenoisingClock(num_steps, self._new_generation, self._generation_ended)
         self.current_step: StepInfo | None = None
+        self.calls = 0
+        """Denoiser calls in the current generation."""
         self.owner: object = None
         """The handle that installed this runtime (kept alive by the model's hooks through it)."""
 
     def _new_generation(self) -> None:
+        if self.calls:
+            for runner in self.runners:
+                runner.check_ran(self.calls)
+        self.calls = 0
         for runner in self.runners:
             runner.reset()
+
+    def _generation_ended(self) -> None:
+        """The scheduler finished the last step: nothing stored can serve again, so free it now."""
+        for runner in self.runners:
+            runner.release()
 
     @torch.compiler.disable
     def _tick(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> StepInfo:
@@ -38,6 +49,7 @@ class DenoiserRuntime:
             outer = self.current_step
             self.current_step = self._tick(args, kwargs)
             self.clock.in_call = True
+            self.calls += 1
             try:
                 return original(*args, **kwargs)
             finally:

@@ -89,9 +89,24 @@ def select_regions(pm: pluggy.PluginManager, denoiser: Denoiser, config: CacheCo
         )
     for region in chosen:
         for path in region.modules:
-            get_submodule(model, path)
+            _check_called(model, region, path)
     _check_disjoint(chosen)
     return chosen
+
+
+def _check_called(model: nn.Module, region: Region, path: str) -> None:
+    """A region's modules must exist and be modules a forward calls (not containers, not the model)."""
+    module = get_submodule(model, path)
+    if module is model:
+        raise ConfigError(f"region {region.name!r} names the model itself; name modules inside it")
+    if isinstance(module, nn.ModuleList | nn.ModuleDict):
+        items = [f"{path}.{name}" for name in module._modules]
+        span = f"{items[0]} to {items[-1]}" if items else "its items"
+        raise ConfigError(
+            f"region {region.name!r}: {path!r} is a {type(module).__name__}, which a forward never calls; "
+            f"name the modules it holds, e.g. entry {items[0] if items else path + '.0'!r} and exit "
+            f"{items[-1] if items else path + '.0'!r} ({span})"
+        )
 
 
 def check_overrides(field: str, overrides: Iterable[str], known: Iterable[str], what: str, label: str) -> None:

@@ -49,9 +49,11 @@ class NonUniformPolicy(Policy):
     """
 
     kind: Literal["nonuniform"] = "nonuniform"
-    interval: int = Field(3, ge=1, description="Sets the budget: ceil(num_steps / interval) refreshes.")
-    center: int = Field(15, ge=0, description="The step refreshes crowd around.")
-    power: float = Field(1.4, gt=1.0, le=4.0, description="Starting power of the spacing; higher crowds more.")
+    interval: int = Field(3, strict=True, ge=1, description="Sets the budget: ceil(num_steps / interval) refreshes.")
+    center: int = Field(15, strict=True, ge=0, description="The step refreshes crowd around.")
+    power: float = Field(
+        1.4, strict=True, gt=1.0, le=4.0, description="Starting power of the spacing; higher crowds more."
+    )
 
     def refresh_steps(self, num_steps: int) -> list[int]:
         budget = math.ceil(num_steps / self.interval)

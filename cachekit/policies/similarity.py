@@ -9,6 +9,7 @@ from pydantic import Field, model_validator
 
 from cachekit.clock import StepInfo
 from cachekit.engine.probes import PROBES
+from cachekit.errors import PolicyError
 from cachekit.policies.base import Decision, Policy, PolicyState, register_policy, where
 
 
@@ -23,17 +24,19 @@ class SimilarityPolicy(Policy):
     """
 
     kind: Literal["similarity"] = "similarity"
-    threshold: float = Field(0.1, gt=0.0, description="Accumulated relative L1 drift that forces a refresh.")
+    threshold: float = Field(
+        0.1, strict=True, gt=0.0, description="Accumulated relative L1 drift that forces a refresh."
+    )
     probe: str = Field(
         "entry_input",
         min_length=1,
         description="Probe name: 'entry_input', 'entry_residual', or one a plugin registers.",
     )
-    warmup_steps: int = Field(1, ge=1, description="Steps at the start that always refresh (at least 1).")
+    warmup_steps: int = Field(1, strict=True, ge=1, description="Steps at the start that always refresh (at least 1).")
     max_consecutive_reuse: int | None = Field(
-        None, ge=1, description="Refresh after this many reuses in a row, whatever the drift."
+        None, strict=True, ge=1, description="Refresh after this many reuses in a row, whatever the drift."
     )
-    refresh_last_steps: int = Field(0, ge=0, description="The last steps that always refresh.")
+    refresh_last_steps: int = Field(0, strict=True, ge=0, description="The last steps that always refresh.")
 
     state_defaults: ClassVar[dict[str, Any]] = {"drift": 0.0, "reuses": 0}
     """``drift``: accumulated since the last refresh; ``reuses``: reuses in a row."""
@@ -50,6 +53,11 @@ class SimilarityPolicy(Policy):
         state.drift = state.drift + drift
 
     def should_refresh(self, step: StepInfo, state: PolicyState) -> Decision:
+        if self.refresh_last_steps and step.num_steps is None:
+            raise PolicyError(
+                f"similarity: refresh_last_steps={self.refresh_last_steps} needs the number of steps: enable "
+                "cachekit on a pipeline with a scheduler, or set 'num_steps' in the config for a bare model"
+            )
         if step.index < self.warmup_steps:
             return True
         if step.num_steps is not None and step.index >= step.num_steps - self.refresh_last_steps:

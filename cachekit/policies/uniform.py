@@ -19,8 +19,8 @@ class UniformPolicy(Policy):
     """
 
     kind: Literal["uniform"] = "uniform"
-    interval: int = Field(3, ge=1, description="Refresh every this many steps; 1 never reuses.")
-    warmup_steps: int = Field(0, ge=0, description="Steps at the start that always refresh.")
+    interval: int = Field(3, strict=True, ge=1, description="Refresh every this many steps; 1 never reuses.")
+    warmup_steps: int = Field(0, strict=True, ge=0, description="Steps at the start that always refresh.")
 
     def should_refresh(self, step: StepInfo, state: PolicyState) -> bool:
         return self._is_refresh_step(step.index)

@@ -17,6 +17,7 @@ import torch
 
 from cachekit.region import Region
 from cachekit.reuse.forecaster import Forecaster
+from cachekit.reuse.tree import tree_map
 
 
 class ReuseStrategy(ABC):
@@ -33,7 +34,12 @@ class ReuseStrategy(ABC):
     def refreshed(
         self, path: str, step: int, entry_inputs: tuple[torch.Tensor, ...], output: Any, rows: torch.Tensor | None
     ) -> None:
-        """Module ``path`` ran at ``step`` and returned ``output`` (for the ``rows`` that refreshed, or all)."""
+        """Module ``path`` ran at ``step`` and returned ``output`` (for the ``rows`` that refreshed, or all).
+
+        What is stored is detached from autograd: a reuse step serves it as a constant, so a
+        backward through a reuse step's output never reaches back into the refresh step's graph.
+        """
+        output = tree_map(lambda tensor, _: tensor.detach(), output, None)
         if path == self.region.exit:
             self._store("exit", step, self.exit_value(entry_inputs, output), rows)
         elif self.region.inner == "replay":
