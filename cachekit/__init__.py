@@ -5,18 +5,19 @@ from cachekit.clock import StepInfo
 from cachekit.config import CacheConfig, DeclaredRegion, load_config
 from cachekit.denoiser import Denoiser
 from cachekit.engine import CacheHandle, RegionView
-from cachekit.modules import get_submodule, isinstance_str
 from cachekit.errors import (
-    did_you_mean,
-    listing,
     AlreadyEnabledError,
     CachekitError,
     ConfigError,
     DenoiserNotFoundError,
     PolicyError,
     RegionNotFoundError,
+    did_you_mean,
+    listing,
 )
+from cachekit.experiments import ExperimentError, ModelSpec, SampleScorer
 from cachekit.hookspecs import hookimpl, hookspec
+from cachekit.modules import get_submodule, isinstance_str
 from cachekit.policies import NonUniformPolicy, Policy, SimilarityPolicy, UniformPolicy, register_policy
 from cachekit.region import Region, RegionIO, TensorIO, TupleIO
 
@@ -31,12 +32,15 @@ __all__ = [
     "DeclaredRegion",
     "Denoiser",
     "DenoiserNotFoundError",
+    "ExperimentError",
+    "ModelSpec",
     "NonUniformPolicy",
     "Policy",
     "PolicyError",
     "Region",
     "RegionIO",
     "RegionNotFoundError",
+    "SampleScorer",
     "SimilarityPolicy",
     "StepInfo",
     "TensorIO",

@@ -12,7 +12,7 @@ from typing import Any
 
 from cachekit.config import CacheConfig, config_schema, load_config
 from cachekit.errors import CachekitError, ConfigError
-from cachekit.metrics import region_flop_shares
+from cachekit.flops import region_flop_shares
 from cachekit.plugin_manager import get_plugin_manager
 from cachekit.policies.base import policy_kinds
 from cachekit.selection import find_denoisers, offered_regions

@@ -19,11 +19,10 @@ from cachekit.clock import DenoisingClock, SchedulerTap, StepInfo, default_step_
 from cachekit.denoiser import Denoiser
 from cachekit.errors import AlreadyEnabledError
 from cachekit.forecast import Forecast, extrapolate, forecast_ratio
-from cachekit.metrics import relative_l1
 from cachekit.modules import get_submodule
 from cachekit.patching import MethodPatch
 from cachekit.policies.base import Policy
-from cachekit.probes import Probe, get_probe
+from cachekit.probes import Probe, get_probe, relative_l1
 from cachekit.region import Region
 from cachekit.state import CacheStats, ContextState, RegionState, RegionStats
 

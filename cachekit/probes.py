@@ -52,6 +52,16 @@ class EntryResidualProbe:
         return entry_inputs[0] - base
 
 
+def relative_l1(output: torch.Tensor, reference: torch.Tensor) -> float:
+    """``mean|output - reference| / mean|reference|``: 0 is identical; the drift between two probes.
+
+    Computed in float32 on the tensors' device (one host sync), cheap enough for a probe.
+    """
+    reference = reference.float()
+    scale = reference.abs().mean().clamp_min(torch.finfo(torch.float32).tiny)
+    return float((output.float() - reference).abs().mean() / scale)
+
+
 _PROBES: dict[str, Probe] = {"entry_input": EntryInputProbe(), "entry_residual": EntryResidualProbe()}
 
 

@@ -20,7 +20,7 @@ from torch import nn
 
 import cachekit
 from cachekit.engine import CacheHandle
-from cachekit.metrics import relative_l1
+from cachekit.experiments.metrics import relative_l1
 from cachekit.modules import get_submodule
 from cachekit.plugin_manager import get_plugin_manager
 from tests import av_models, unet_models

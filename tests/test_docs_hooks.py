@@ -18,7 +18,7 @@ import torch
 
 import cachekit
 from cachekit import hookspecs, probes
-from cachekit.experiment_config import ModelSpec
+from cachekit.experiments import ModelSpec
 from cachekit.plugin_manager import register_plugin, unregister_plugin
 from cachekit.policies import base as policy_base
 from tests.docs_support import DOCS, DOCS_SRC, load_module
