@@ -1,8 +1,9 @@
 """Experiments: run the uncached baseline and each cache setting on one model, and compare them.
 
 A layer above the core: the core never imports it. ``cachekit run`` and ``cachekit demo``
-use it; its hooks (:mod:`cachekit.experiments.hookspecs`) let plugins load, call and score
-models and add entry keys of their own. Importing it does not import matplotlib or diffusers.
+use it; its hooks (``cachekit.experiments.hookspecs``, described on the Plugin hooks page)
+let plugins load, call and score models and add entry keys of their own. Importing it does
+not import matplotlib or diffusers.
 """
 
 from cachekit.experiments.caller import PipelineCaller, SampleRequest

@@ -1,7 +1,8 @@
 """The experiment hooks on the process-wide plugin manager, and what the runner asks of them.
 
-The experiment hook specs (:mod:`cachekit.experiments.hookspecs`) are added to the manager the
-first time experiments are used; the core never loads them.
+The experiment hook specs (``cachekit.experiments.hookspecs``, described on the Plugin
+hooks page) are added to the manager the first time experiments are used; the core never
+loads them.
 """
 
 from __future__ import annotations

@@ -11,8 +11,9 @@ setting and ``pareto.png`` (speedup against fidelity, the Pareto front marked).
 Results are saved after each setting; rerunning the same config skips the settings already
 done (same model, sampling and cache config) and reuses the saved baseline samples.
 Loading, calling and scoring the model come from plugins (the hooks of
-:mod:`cachekit.experiments.hookspecs`); this module never imports diffusers, and reads a
-cached run through the handle's public ``views`` and ``stats`` only.
+``cachekit.experiments.hookspecs``, described on the Plugin hooks page); this module never
+imports diffusers, and reads a cached run through the handle's public ``views`` and
+``stats`` only.
 """
 
 from __future__ import annotations
@@ -96,9 +97,11 @@ class ExperimentRunner:
         return results
 
     def _done(self, row: dict[str, Any] | None, setting: Setting) -> bool:
-        return row is not None and row.get("fingerprint") == _setting_digest(setting) and self.files.samples(
-            setting.name
-        ).is_file()
+        return (
+            row is not None
+            and row.get("fingerprint") == _setting_digest(setting)
+            and self.files.samples(setting.name).is_file()
+        )
 
     def _run_settings(self, todo: list[Setting], rows: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
         model = self._load_pipeline()
