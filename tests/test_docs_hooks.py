@@ -194,7 +194,7 @@ def test_caller_example_asks_for_the_seeds_and_reserves_its_arguments(example_pl
     caller = examples.cachekit_experiment_caller(spec=ModelSpec(builder="mylib-tiny"))
     images = caller(SimpleNamespace(generate=generate), SampleRequest(steps=3, seeds=[7, 8], options={"eta": 0.5}))
     assert asked == [(3, [7, 8], {"eta": 0.5})] and images.shape == (2, 1, 4, 4) and float(images.mean()) == 0.5
-    with pytest.raises(cachekit.ConfigError, match="sampling 'call' may not set 'steps'"):
+    with pytest.raises(cachekit.ConfigError, match="sampling: 'call' may not set 'steps'"):
         load_experiment({"model": {"builder": "mylib-tiny"}, "sampling": {"call": {"steps": 2}}, "policies": [{}]})
 
 

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from cachekit.config import read_mapping, validate
 from cachekit.errors import ConfigError, listing
@@ -112,15 +112,18 @@ class ExperimentConfig(BaseModel):
             )
         return self
 
-    @model_validator(mode="after")
-    def _call_leaves_the_caller_its_arguments(self) -> ExperimentConfig:
-        caller = experiment_plugins().hook.cachekit_experiment_caller(spec=self.model)
-        clash = set(self.sampling.call) & (caller.reserved if caller is not None else set())
+    @field_validator("sampling")
+    @classmethod
+    def _call_leaves_the_caller_its_arguments(cls, sampling: SamplingSpec, info: ValidationInfo) -> SamplingSpec:
+        """``sampling.call`` may not set what the model's pipeline caller sets itself."""
+        model = info.data.get("model")
+        if model is None:  # the model section is invalid, and reported on its own
+            return sampling
+        caller = experiment_plugins().hook.cachekit_experiment_caller(spec=model)
+        clash = set(sampling.call) & (caller.reserved if caller is not None else set())
         if clash:
-            raise ValueError(
-                f"sampling 'call' may not set {listing(clash)}: the runner sets them (use steps, seeds, prompts)"
-            )
-        return self
+            raise ValueError(f"'call' may not set {listing(clash)}: the runner sets them (use steps, seeds, prompts)")
+        return sampling
 
     @property
     def settings(self) -> list[Setting]:

@@ -169,7 +169,7 @@ def _apply(keys: dict[str, EntryKey], given: dict[str, Any]) -> tuple[list[str],
             regions += [selected] if isinstance(selected, str) else list(selected)
         else:
             named[key] = value
-        taken = set(sets) & ({"policy", "forecast"} | set(cache))
+        taken = set(sets) & {*_ENTRY_OWN_KEYS, *cache}
         if taken:
             raise ValueError(f"entry key {key!r} sets {listing(taken)}, which the entry or another key sets")
         cache.update(sets)
