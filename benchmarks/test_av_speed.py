@@ -37,7 +37,8 @@ from torch import nn
 
 import cachekit
 from benchmarks.sidebyside import interleaved_medians
-from cachekit.metrics import computed_flop_share, psnr, region_flop_shares, relative_l1
+from cachekit.experiments.metrics import psnr, relative_l1
+from cachekit.flops import computed_flop_share, region_flop_shares
 from cachekit.modules import get_submodule
 from tests import av_models, unet_models
 from tests.dit_models import smooth_time

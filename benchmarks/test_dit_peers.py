@@ -43,8 +43,8 @@ from torch.utils.flop_counter import FlopCounterMode
 
 import cachekit
 from benchmarks.sidebyside import interleaved_medians
-from cachekit.experiment_plots import pareto_front
-from cachekit.metrics import psnr, relative_l1
+from cachekit.experiments.metrics import psnr, relative_l1
+from cachekit.experiments.plots import pareto_front
 from cachekit.plugin_manager import load_plugins
 from tests.dit_models import diffusers_model, flux_pipeline, pixart_pipeline, run_pipeline, smooth_time
 

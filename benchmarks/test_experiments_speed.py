@@ -19,9 +19,9 @@ from cachekit_digits.quality import DigitsScorer
 
 import cachekit
 from benchmarks.sidebyside import interleaved_medians
-from cachekit.experiment_config import ModelSpec
-from cachekit.experiments import run_experiment
-from cachekit.metrics import computed_flop_share, psnr, region_flop_shares
+from cachekit.experiments import ModelSpec, run_experiment
+from cachekit.experiments.metrics import psnr
+from cachekit.flops import computed_flop_share, region_flop_shares
 from cachekit.plugin_manager import load_plugins
 from tests.unet_models import one_thread  # noqa: F401  (autouse fixture)
 

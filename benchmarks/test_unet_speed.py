@@ -34,7 +34,8 @@ from cachekit_unet.inputs import example_inputs
 
 import cachekit
 from benchmarks.sidebyside import interleaved_medians
-from cachekit.metrics import psnr, region_flop_shares, relative_l1
+from cachekit.experiments.metrics import psnr, relative_l1
+from cachekit.flops import region_flop_shares
 from cachekit.modules import get_submodule
 from tests.unet_models import SD15_WIDTHS, prompt_embeds, sd15_unet, sd_pipeline
 

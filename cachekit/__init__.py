@@ -17,6 +17,8 @@ from cachekit.engine.stats import CacheStats, RegionStats
 from cachekit.errors import (
     AlreadyEnabledError,
     CachekitError,
+    CachekitWarning,
+    ConcurrentUseError,
     ConfigError,
     DenoiserNotFoundError,
     PolicyError,
@@ -24,6 +26,7 @@ from cachekit.errors import (
     did_you_mean,
     listing,
 )
+from cachekit.experiments import EntryKey, ExperimentError, ModelSpec, PipelineCaller, SampleRequest, SampleScorer
 from cachekit.hookspecs import hookimpl, hookspec
 from cachekit.modules import get_submodule, isinstance_str
 from cachekit.plugin_manager import load_plugins, register_plugin, unregister_plugin
@@ -39,12 +42,18 @@ __all__ = [
     "CacheHandle",
     "CacheStats",
     "CachekitError",
+    "CachekitWarning",
+    "ConcurrentUseError",
     "ConfigError",
     "DeclaredRegion",
     "Denoiser",
     "DenoiserNotFoundError",
+    "EntryKey",
+    "ExperimentError",
     "Forecaster",
+    "ModelSpec",
     "NonUniformPolicy",
+    "PipelineCaller",
     "Policy",
     "PolicyError",
     "PolicyState",
@@ -54,6 +63,8 @@ __all__ = [
     "RegionNotFoundError",
     "RegionStats",
     "RegionView",
+    "SampleRequest",
+    "SampleScorer",
     "SimilarityPolicy",
     "StepInfo",
     "TensorIO",

@@ -13,7 +13,7 @@ from typing import Any
 from cachekit.config import CacheConfig, config_schema, load_config
 from cachekit.engine.selection import find_denoisers, offered_regions
 from cachekit.errors import CachekitError, ConfigError
-from cachekit.metrics import region_flop_shares
+from cachekit.flops import region_flop_shares
 from cachekit.plugin_manager import load_plugins
 from cachekit.policies.base import policy_kinds
 

@@ -18,8 +18,6 @@ if TYPE_CHECKING:
 
     from cachekit.denoiser import Denoiser
     from cachekit.engine.probes import Probe
-    from cachekit.experiment_config import ModelSpec
-    from cachekit.experiments import SampleScorer
     from cachekit.policies.base import Policy
     from cachekit.region import Region
     from cachekit.reuse.forecaster import Forecaster
@@ -112,26 +110,4 @@ def cachekit_register_forecasters(register: Callable[[str, type[Forecaster]], No
 
     The class is a :class:`~cachekit.reuse.forecaster.Forecaster`; configs then accept
     ``forecast: <name>``, with every policy and region mode.
-    """
-
-
-@hookspec(firstresult=True)
-def cachekit_load_experiment_model(spec: ModelSpec) -> Any | None:
-    """Load the pipeline an experiment samples from, on ``spec.device`` in ``spec.dtype``.
-
-    ``spec`` is the ``model`` section of an experiment config: a ``source`` (a shipped
-    model name, a local folder or a hub id) or a ``builder`` name, with the pipeline and
-    scheduler classes to use. Return the pipeline, or ``None`` when this plugin does not
-    load that source or builder. Raise :class:`~cachekit.errors.ConfigError` when the
-    source is this plugin's but the options are wrong.
-    """
-
-
-@hookspec(firstresult=True)
-def cachekit_sample_scorer(spec: ModelSpec) -> SampleScorer | None:
-    """A scorer of the samples of the model ``spec`` names (a Fréchet distance, class accuracy).
-
-    The experiment runner calls it once per setting with every sample (images in ``[0, 1]``)
-    and the class labels they were asked for. Return ``None`` when this plugin has no
-    scorer for that model.
     """

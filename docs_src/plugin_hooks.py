@@ -12,20 +12,23 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
-from pydantic import Field
+from pydantic import Field, NonNegativeInt
 from torch import nn
 
 from cachekit import (
     Denoiser,
+    EntryKey,
     Forecaster,
+    ModelSpec,
     Policy,
     PolicyState,
     Probe,
     Region,
     RegionNotFoundError,
+    SampleRequest,
     StepInfo,
     hookimpl,
     isinstance_str,
@@ -33,9 +36,6 @@ from cachekit import (
     nbytes,
     tree_map,
 )
-
-if TYPE_CHECKING:
-    from cachekit.experiment_config import ModelSpec
 
 
 # --8<-- [start:cachekit_find_denoisers]
@@ -224,6 +224,35 @@ def cachekit_load_experiment_model(spec: ModelSpec) -> Any | None:
 # --8<-- [end:cachekit_load_experiment_model]
 
 
+# --8<-- [start:cachekit_experiment_models]
+@hookimpl
+def cachekit_experiment_models() -> list[ModelSpec]:
+    return [ModelSpec(builder="mylib-tiny")]  # 'mylib-tny' gets "(did you mean 'mylib-tiny'?)"
+
+
+# --8<-- [end:cachekit_experiment_models]
+
+
+# --8<-- [start:cachekit_experiment_caller]
+@dataclass(frozen=True)
+class MyCaller:
+    """mylib pipelines take ``steps`` and one ``seed`` per sample, and return samples in [-1, 1]."""
+
+    reserved = frozenset({"steps", "seeds"})  # so sampling.call may not set them
+
+    def __call__(self, pipeline: Any, request: SampleRequest) -> torch.Tensor:
+        samples = pipeline.generate(steps=request.steps, seeds=list(request.seeds), **request.options)
+        return ((samples + 1) / 2).float().cpu()
+
+
+@hookimpl
+def cachekit_experiment_caller(spec: ModelSpec) -> MyCaller | None:
+    return MyCaller() if spec.builder == "mylib-tiny" else None
+
+
+# --8<-- [end:cachekit_experiment_caller]
+
+
 # --8<-- [start:cachekit_sample_scorer]
 @dataclass(frozen=True)
 class MeanBrightness:
@@ -241,3 +270,18 @@ def cachekit_sample_scorer(spec: ModelSpec) -> MeanBrightness | None:
 
 
 # --8<-- [end:cachekit_sample_scorer]
+
+
+# --8<-- [start:cachekit_experiment_entry_keys]
+BLOCKS = EntryKey(
+    type=tuple[NonNegativeInt, NonNegativeInt],
+    to_config=lambda span: {"regions": [f"blocks[{span[0]}:{span[1]}]"]},
+)
+
+
+@hookimpl
+def cachekit_experiment_entry_keys() -> dict[str, EntryKey]:
+    return {"blocks": BLOCKS}  # {interval: 3, blocks: [1, 3]} caches region blocks[1:3]
+
+
+# --8<-- [end:cachekit_experiment_entry_keys]

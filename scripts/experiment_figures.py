@@ -18,7 +18,7 @@ import json
 import shutil
 from pathlib import Path
 
-from cachekit.experiment_plots import policy_kind, pyplot
+from cachekit.experiments.plots import policy_kind, pyplot
 
 DOCS = Path(__file__).parents[1] / "docs" / "assets" / "experiments"
 GRIDS = {

@@ -8,7 +8,7 @@ import torch
 
 import cachekit
 from cachekit.clock import StepInfo
-from cachekit.metrics import relative_l1
+from cachekit.experiments.metrics import relative_l1
 from tests.av_models import run_pipeline, wan_pipeline
 from tests.test_av_pipelines import inner_calls
 from tests.unet_models import one_thread  # noqa: F401  (autouse fixture)

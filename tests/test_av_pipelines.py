@@ -20,7 +20,7 @@ from torch import nn
 
 import cachekit
 from cachekit import CacheHandle
-from cachekit.metrics import relative_l1
+from cachekit.experiments.metrics import relative_l1
 from cachekit.modules import get_submodule
 from cachekit.plugin_manager import load_plugins
 from tests import av_models, unet_models

@@ -8,7 +8,7 @@ from torch import nn
 
 import cachekit
 from cachekit.errors import ConfigError, RegionNotFoundError
-from cachekit.metrics import region_flop_shares
+from cachekit.flops import region_flop_shares
 from cachekit.plugin_manager import load_plugins
 from tests import av_models, unet_models
 from tests.unet_models import one_thread  # noqa: F401  (autouse fixture)

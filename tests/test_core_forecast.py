@@ -9,7 +9,7 @@ import torch
 
 import cachekit
 from cachekit import ConfigError
-from cachekit.experiment_config import load_experiment
+from cachekit.experiments import load_experiment
 from cachekit.reuse.linear import extrapolate, forecast_ratio
 from tests.models import tiny_transformer
 

@@ -13,8 +13,8 @@ from cachekit_digits.models import WEIGHTS_DIR
 from cachekit_digits.quality import DigitsScorer, frechet_distance, shipped_classifier
 
 import cachekit
-from cachekit.experiment_config import ModelSpec, load_experiment
-from cachekit.metrics import psnr
+from cachekit.experiments import ModelSpec, load_experiment
+from cachekit.experiments.metrics import psnr
 from cachekit.plugin_manager import load_plugins
 from tests.unet_models import one_thread  # noqa: F401  (autouse fixture)
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import cachekit
-from cachekit.metrics import relative_l1
+from cachekit.experiments.metrics import relative_l1
 from tests.dit_models import PIPELINES, run_pipeline
 
 STEPS = 8

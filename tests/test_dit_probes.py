@@ -12,7 +12,7 @@ from cachekit_dit.inputs import EXAMPLES
 from torch import nn
 
 import cachekit
-from cachekit.metrics import relative_l1
+from cachekit.experiments.metrics import relative_l1
 from tests import dit_models
 
 STEPS = 10

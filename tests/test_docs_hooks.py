@@ -1,7 +1,7 @@
 """The Plugin hooks page documents every hook, and its examples are a working plugin.
 
-Adding a hook spec to ``cachekit.hookspecs`` without a section on docs/plugin-hooks.md and
-an example in docs_src/plugin_hooks.py fails here.
+Adding a hook spec to ``cachekit.hookspecs`` or ``cachekit.experiments.hookspecs`` without a
+section on docs/plugin-hooks.md and an example in docs_src/plugin_hooks.py fails here.
 """
 
 from __future__ import annotations
@@ -17,14 +17,22 @@ import pytest
 import torch
 
 import cachekit
-from cachekit import hookspecs
-from cachekit.experiment_config import ModelSpec
+from cachekit import ModelSpec, hookspecs
+from cachekit.experiments import SampleRequest, load_experiment
+from cachekit.experiments import hookspecs as experiment_hookspecs
+from cachekit.experiments.hooks import load_model
 from cachekit.plugin_manager import register_plugin, unregister_plugin
 from tests.docs_support import DOCS, DOCS_SRC, load_module
 from tests.models import TinyTransformer
 
 PAGE = (DOCS / "plugin-hooks.md").read_text(encoding="utf-8")
-SPECS = sorted(name for name, value in vars(hookspecs).items() if hasattr(value, "cachekit_spec"))
+SPEC_MODULES = {
+    name: module.__name__
+    for module in (hookspecs, experiment_hookspecs)
+    for name, value in vars(module).items()
+    if hasattr(value, "cachekit_spec")
+}
+SPECS = sorted(SPEC_MODULES)
 
 
 examples = load_module(DOCS_SRC / "plugin_hooks.py", "cachekit_docs_plugin_hooks")
@@ -37,6 +45,8 @@ def _sections() -> dict[str, str]:
 
 def test_specs_are_found() -> None:
     assert "cachekit_regions" in SPECS and "cachekit_find_denoisers" in SPECS
+    assert SPEC_MODULES["cachekit_experiment_entry_keys"] == "cachekit.experiments.hookspecs"
+    assert not set(vars(hookspecs)) & {"cachekit_load_experiment_model", "cachekit_sample_scorer"}  # not the core's
 
 
 def test_every_hook_has_one_section_and_no_section_is_stale() -> None:
@@ -47,13 +57,14 @@ def test_every_hook_has_one_section_and_no_section_is_stale() -> None:
 @pytest.mark.parametrize("name", SPECS)
 def test_section_shows_the_spec_and_its_example(name: str) -> None:
     section = _sections()[name]
-    assert f"::: cachekit.hookspecs.{name}" in section
+    assert f"::: {SPEC_MODULES[name]}.{name}" in section
     assert f'--8<-- "plugin_hooks.py:{name}"' in section
 
 
 def test_example_plugin_implements_every_hook_with_valid_signatures() -> None:
     pm = pluggy.PluginManager("cachekit")
     pm.add_hookspecs(hookspecs)
+    pm.add_hookspecs(experiment_hookspecs)
     pm.register(examples)  # pluggy rejects an implementation whose arguments the spec lacks
     implemented = sorted(caller.name for caller in pm.get_hookcallers(examples) or [])
     assert implemented == SPECS
@@ -165,6 +176,7 @@ def test_experiment_examples_answer_only_for_their_builder(monkeypatch: pytest.M
     other = ModelSpec(builder="someone-else")
     assert examples.cachekit_load_experiment_model(spec=other) is None
     assert examples.cachekit_sample_scorer(spec=other) is None
+    assert examples.cachekit_experiment_caller(spec=other) is None
 
     loaded = []
 
@@ -199,3 +211,34 @@ def test_stateful_policy_example_counts_calls_per_context_and_starts_over(exampl
         for _ in range(2):  # the state is made fresh at every generation
             pipe(num_inference_steps=3)
             assert handle.stats["blocks[1:3]"].hits[0] == {0: "R.", 1: ".R", 2: ".."}
+
+
+def test_caller_example_asks_for_the_seeds_and_reserves_its_arguments(example_plugin: str) -> None:
+    asked = []
+
+    def generate(steps: int, seeds: list[int], **options: Any) -> torch.Tensor:
+        asked.append((steps, seeds, options))
+        return torch.zeros(len(seeds), 1, 4, 4)
+
+    caller = examples.cachekit_experiment_caller(spec=ModelSpec(builder="mylib-tiny"))
+    images = caller(SimpleNamespace(generate=generate), SampleRequest(steps=3, seeds=[7, 8], options={"eta": 0.5}))
+    assert asked == [(3, [7, 8], {"eta": 0.5})] and images.shape == (2, 1, 4, 4) and float(images.mean()) == 0.5
+    with pytest.raises(cachekit.ConfigError, match="sampling: 'call' may not set 'steps'"):
+        load_experiment({"model": {"builder": "mylib-tiny"}, "sampling": {"call": {"steps": 2}}, "policies": [{}]})
+
+
+def test_entry_keys_example_selects_block_ranges(example_plugin: str) -> None:
+    config = {"model": {"builder": "mylib-tiny"}, "policies": [{"interval": 2, "blocks": [1, 3]}]}
+    (setting,) = load_experiment(config).settings
+    assert setting.cache.regions == ("blocks[1:3]",) and setting.name == "uniform interval=2 @blocks[1:3]"
+    with pytest.raises(
+        cachekit.ConfigError, match=r"policies\.0\.blocks\.1: Input should be greater than or equal to 0"
+    ):
+        load_experiment({**config, "policies": [{"grid": {"blocks": [[0, 2], [1, -1]]}}]})
+
+
+def test_models_example_is_named_when_a_builder_is_misspelt(example_plugin: str) -> None:
+    with pytest.raises(
+        cachekit.ConfigError, match=r"unknown model builder 'mylib-tny' \(did you mean 'mylib-tiny'\?\)"
+    ):
+        load_model(ModelSpec(builder="mylib-tny"))

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from cachekit import ConfigError, UniformPolicy
-from cachekit.experiment_config import BASELINE, ExperimentConfig, load_experiment
+from cachekit.experiments import BASELINE, ExperimentConfig, load_experiment
 
 EXAMPLES = sorted((Path(__file__).parents[1] / "examples").glob("*.yaml"))
 

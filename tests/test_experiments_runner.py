@@ -7,15 +7,16 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from cachekit_digits.loading import BUILDERS, load_pipeline
+from cachekit_diffusers.loading import load_pretrained
+from cachekit_digits.loading import BUILDERS
 
 import cachekit.experiments as experiments
 from cachekit import ConfigError, Denoiser, RegionNotFoundError, hookimpl
 from cachekit.cli import main
-from cachekit.experiment_config import BASELINE, NOISE_FLOOR, ModelSpec
-from cachekit.experiment_plots import pareto_front
-from cachekit.experiments import ExperimentError, ExperimentRunner, run_experiment
-from cachekit.metrics import region_flop_shares
+from cachekit.experiments import BASELINE, NOISE_FLOOR, ExperimentError, ExperimentRunner, ModelSpec, run_experiment
+from cachekit.experiments.hooks import experiment_plugins, load_model
+from cachekit.experiments.plots import pareto_front
+from cachekit.flops import region_flop_shares
 from cachekit.plugin_manager import register_plugin, unregister_plugin
 from tests.models import tiny_transformer
 from tests.unet_models import one_thread  # noqa: F401  (autouse fixture)
@@ -57,11 +58,9 @@ def test_always_refreshing_matches_the_baseline_exactly(sweep):
 def test_interval_two_refreshes_half_the_steps_and_skips_the_branch_flops(sweep):
     row = sweep.rows[2]
     assert row["refreshes"] == 3.0 and row["calls"] == 6.0
-    pipe = experiments.load_plugins().hook.cachekit_load_experiment_model(
-        spec=ExperimentRunner(tiny_unet({"interval": 2})).config.model
-    )
+    pipe = load_model(ExperimentRunner(tiny_unet({"interval": 2})).config.model)
     unet = pipe.unet
-    region = next(r for r in experiments.load_plugins().hook.cachekit_regions(model=unet) if r.name == "branch0")
+    region = next(r for r in experiment_plugins().hook.cachekit_regions(model=unet) if r.name == "branch0")
     inputs = ((torch.randn(2, 1, 16, 16), torch.tensor(500)), {})
     share = region_flop_shares(unet, [region], *inputs)["branch0"]
     assert 0.3 < share < 1
@@ -249,7 +248,7 @@ def test_a_local_folder_loads_through_from_pretrained_with_the_scheduler_asked_f
     folder = tmp_path / "my-model"
     BUILDERS["tiny-unet"]().save_pretrained(folder)
     spec = {"source": str(folder), "pipeline": "DDIMPipeline", "scheduler": "DDPMScheduler"}
-    pipe = load_pipeline(ModelSpec(**spec, scheduler_options={"timestep_spacing": "trailing"}))
+    pipe = load_pretrained(ModelSpec(**spec, scheduler_options={"timestep_spacing": "trailing"}))
     assert type(pipe).__name__ == "DDIMPipeline" and type(pipe.scheduler).__name__ == "DDPMScheduler"
     assert pipe.scheduler.config.timestep_spacing == "trailing"
 
@@ -259,4 +258,4 @@ def test_a_local_folder_loads_through_from_pretrained_with_the_scheduler_asked_f
     assert "fd" not in results.rows[0]  # a user's folder is not scored as digits
     message = r"'DDIMSchedular' is not a diffusers Scheduler class \(did you mean 'DDIMScheduler'\?\)"
     with pytest.raises(ConfigError, match=message):
-        load_pipeline(ModelSpec(source=str(folder), scheduler="DDIMSchedular"))
+        load_pretrained(ModelSpec(source=str(folder), scheduler="DDIMSchedular"))

@@ -17,7 +17,7 @@ import pytest
 import torch
 
 import cachekit
-from cachekit.metrics import relative_l1
+from cachekit.experiments.metrics import relative_l1
 from tests.unet_models import (  # noqa: F401  (one_thread: autouse fixture)
     deep_calls,
     one_thread,

@@ -9,7 +9,7 @@ from torch import nn
 
 import cachekit
 from cachekit.errors import RegionNotFoundError
-from cachekit.metrics import region_flop_shares
+from cachekit.flops import region_flop_shares
 from tests import unet_models
 from tests.models import tiny_transformer
 from tests.unet_models import one_thread  # noqa: F401  (autouse fixture)

@@ -2,8 +2,10 @@
 
 Finds the denoisers of any ``DiffusionPipeline`` (``unet``, ``transformer``, both experts
 of a two-expert pipeline, ``prior``) with the pipeline's scheduler, and tells the clock
-when a scheduler with multi-call steps (PNDM) has finished a step. Classes are recognised
-by name, so importing this plugin never imports diffusers.
+when a scheduler with multi-call steps (PNDM) has finished a step. For experiments it loads
+any local folder or hub id (:mod:`cachekit_diffusers.loading`) and calls pipelines the
+diffusers way (:mod:`cachekit_diffusers.calling`). Classes are recognised by name, so
+importing this plugin never imports diffusers.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from typing import Any
 from torch import nn
 
 from cachekit import Denoiser, hookimpl, isinstance_str
+from cachekit_diffusers.calling import cachekit_experiment_caller as cachekit_experiment_caller
+from cachekit_diffusers.loading import cachekit_load_experiment_model as cachekit_load_experiment_model
 
 DENOISER_ATTRIBUTES = ("unet", "transformer", "transformer_2", "prior")
 """Pipeline components called once per step and context, in the order they are reported."""

@@ -1,27 +1,37 @@
-"""cachekit plugin shipping small trained digits models, and loading experiment models.
+"""cachekit plugin shipping small trained digits models, their loaders and their scorer.
 
 Ships, trained on scikit-learn's bundled digits (16x16) by ``scripts/train_digits.py``:
 ``digits-unet`` (an unconditional DDPM ``UNet2DModel`` sampled with DDIM), ``digits-dit``
 (a class-conditional ``DiTTransformer2DModel``) and a digit classifier used for the
-Fréchet distance and class accuracy of samples. Also loads any local folder or hub id with
-diffusers' ``from_pretrained`` and builds tiny random pipelines (``tiny-unet``,
-``tiny-dit``). Importing this plugin does not import diffusers.
+Fréchet distance and class accuracy of samples. Also builds tiny random pipelines
+(``tiny-unet``, ``tiny-dit``). Other folders and hub ids are the diffusers plugin's. Importing
+this plugin does not import diffusers.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from cachekit import hookimpl
-from cachekit.experiment_config import ModelSpec
-from cachekit_digits.loading import DIGITS_MODELS, load_pipeline
+from cachekit import ModelSpec, hookimpl
+from cachekit_digits.loading import BUILDERS, DIGITS_MODELS, SHIPPED, load_pipeline
 from cachekit_digits.quality import DigitsScorer
 
 
-@hookimpl(trylast=True)
+@hookimpl
 def cachekit_load_experiment_model(spec: ModelSpec) -> Any | None:
-    """Load a shipped digits model, a tiny builder's model, a local folder or a hub id."""
+    """Load a shipped digits model or build a tiny one; ``None`` for other models.
+
+    Not ``trylast``: it answers for its own names before the diffusers plugin's catch-all
+    ``from_pretrained`` (which would look the name up on the hub); a third-party plugin
+    registered later is still asked first.
+    """
     return load_pipeline(spec)
+
+
+@hookimpl(trylast=True)
+def cachekit_experiment_models() -> list[ModelSpec]:
+    """The shipped digits models and the tiny builders."""
+    return [*(ModelSpec(source=name) for name in SHIPPED), *(ModelSpec(builder=name) for name in BUILDERS)]
 
 
 @hookimpl(trylast=True)

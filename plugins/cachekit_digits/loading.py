@@ -1,22 +1,20 @@
-"""Loading experiment models: the shipped digits models, tiny builders, local folders and hub ids.
+"""Loading the digits models: the shipped ones from the package's folder, and tiny builders.
 
-Every model goes through diffusers' ``from_pretrained`` (the shipped ones from the package's
-own folder) or a builder; diffusers is imported here, inside functions only.
+The shipped models are diffusers pipelines loaded with the diffusers plugin's
+:func:`~cachekit_diffusers.loading.load_pretrained`; the builders make tiny pipelines with
+seeded random weights. diffusers is imported inside functions only.
 """
 
 from __future__ import annotations
 
 import importlib
-import importlib.util
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any
 
 import torch
+from cachekit_diffusers.loading import load_pretrained, prepare, require_diffusers
 
-from cachekit.errors import ConfigError, did_you_mean, listing
-from cachekit.experiment_config import ModelSpec
-from cachekit.experiments import ExperimentError
+from cachekit import ModelSpec
 from cachekit_digits.architectures import DIT_CONFIG, SCHEDULER_CONFIG, UNET_CONFIG
 from cachekit_digits.models import WEIGHTS_DIR
 
@@ -54,73 +52,14 @@ DIGITS_MODELS = frozenset(SHIPPED) | frozenset(BUILDERS)
 """Models whose samples are 16x16 digits, scored by :class:`~cachekit_digits.quality.DigitsScorer`."""
 
 
-def _import(spec: str) -> Any:
-    module, _, name = spec.partition(":")
-    return getattr(importlib.import_module(module), name)
-
-
-def _diffusers_class(name: str, suffix: str) -> Any:
-    import diffusers
-
-    found = getattr(diffusers, name, None)
-    if not isinstance(found, type) or not name.endswith(suffix):
-        known = [entry for entry in dir(diffusers) if entry.endswith(suffix)]
-        raise ConfigError(f"{name!r} is not a diffusers {suffix} class{did_you_mean(name, known)}")
-    return found
-
-
-@contextmanager
-def _no_loading_bar() -> Iterator[None]:
-    """Hide diffusers' "Loading pipeline components" bar (the runner shows its own)."""
-    from diffusers.utils import logging
-
-    shown = logging.is_progress_bar_enabled()
-    logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        if shown:
-            logging.enable_progress_bar()
-
-
-def _from_pretrained(spec: ModelSpec) -> Any:
-    source = str(spec.source)
-    if source in SHIPPED:
-        folder, default_class = SHIPPED[source]
-        pipeline_class = _diffusers_class(spec.pipeline, "Pipeline") if spec.pipeline else _import(default_class)
-        return pipeline_class.from_pretrained(str(WEIGHTS_DIR / folder), **spec.options)
-    from diffusers import DiffusionPipeline
-
-    pipeline_class = _diffusers_class(spec.pipeline, "Pipeline") if spec.pipeline else DiffusionPipeline
-    try:
-        return pipeline_class.from_pretrained(source, **spec.options)
-    except (OSError, ValueError) as error:
-        raise ExperimentError(
-            f"cannot load {source!r} (not a shipped model: {listing(SHIPPED)}; not a local folder; "
-            f"a hub id needs a network): {error}"
-        ) from error
-
-
-def _swap_scheduler(pipeline: Any, spec: ModelSpec) -> None:
-    if spec.scheduler is None and not spec.scheduler_options:
-        return
-    current = pipeline.scheduler
-    scheduler_class = _diffusers_class(spec.scheduler, "Scheduler") if spec.scheduler else type(current)
-    pipeline.scheduler = scheduler_class.from_config(current.config, **spec.scheduler_options)
-
-
-def load_pipeline(spec: ModelSpec) -> Any:
-    """The pipeline ``spec`` names, with its scheduler swapped if asked, on its device and dtype."""
-    if importlib.util.find_spec("diffusers") is None:
-        raise ExperimentError(f"loading {spec.label!r} needs diffusers; install it with: pip install 'cachekit[demo]'")
+def load_pipeline(spec: ModelSpec) -> Any | None:
+    """The shipped model or tiny builder ``spec`` names, its scheduler swapped if asked, on its
+    device and dtype; ``None`` for any other model."""
+    if spec.source not in SHIPPED and spec.builder not in BUILDERS:
+        return None
+    require_diffusers(spec)
     if spec.builder is not None:
-        if spec.builder not in BUILDERS:
-            hint = did_you_mean(spec.builder, BUILDERS)
-            raise ConfigError(f"unknown model builder {spec.builder!r}{hint}; known: {listing(BUILDERS)}")
-        pipeline = BUILDERS[spec.builder](**spec.options)
-    else:
-        with _no_loading_bar():
-            pipeline = _from_pretrained(spec)
-    _swap_scheduler(pipeline, spec)
-    dtype = getattr(torch, spec.dtype)
-    return pipeline.to(spec.device) if dtype == torch.float32 else pipeline.to(spec.device, dtype)
+        return prepare(BUILDERS[spec.builder](**spec.options), spec)
+    folder, default_class = SHIPPED[spec.source]
+    module, _, name = default_class.partition(":")
+    return load_pretrained(spec, WEIGHTS_DIR / folder, getattr(importlib.import_module(module), name))

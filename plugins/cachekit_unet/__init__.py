@@ -17,6 +17,8 @@ from typing import Any
 from torch import nn
 
 from cachekit import Region, hookimpl
+from cachekit.experiments import EntryKey
+from cachekit_unet.experiments import BRANCH
 from cachekit_unet.inputs import example_inputs
 from cachekit_unet.layout import branch_regions, read_layout
 
@@ -32,3 +34,9 @@ def cachekit_regions(model: nn.Module) -> list[Region] | None:
 def cachekit_example_inputs(model: nn.Module) -> tuple[tuple[Any, ...], dict[str, Any]] | None:
     """A small valid forward call of a known UNet (batch 1, at most 32x32 latent)."""
     return example_inputs(model) if read_layout(model) is not None else None
+
+
+@hookimpl(trylast=True)
+def cachekit_experiment_entry_keys() -> dict[str, EntryKey]:
+    """``branch: k`` in experiment entries: the region ``branch{k}``."""
+    return {"branch": BRANCH}
