@@ -142,9 +142,14 @@ class DenoisingClock:
                 self._signature = None  # a bare model's generation starts over in the new thread
         self._thread = ident
 
-    def start_generation(self) -> None:
-        """Begin a new generation: counters to zero, caches dropped."""
-        self._check_steps_ran()
+    def start_generation(self, check_length: bool = True) -> None:
+        """Begin a new generation: counters to zero, caches dropped.
+
+        ``check_length`` warns when the generation that ends ran another number of steps
+        than configured (off for an explicit reset, which may cut a generation short).
+        """
+        if check_length:
+            self._check_steps_ran()
         self.generation += 1
         self._reset_counters()
         if self.on_new_generation is not None:
