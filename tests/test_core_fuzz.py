@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import contextlib
+import warnings
+from pathlib import Path
+from tempfile import TemporaryDirectory
 
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import cachekit
-from cachekit import CachekitError, load_config
+from cachekit import CachekitError, CachekitWarning, load_config
 from tests.models import tiny_transformer
 
 MODEL = tiny_transformer()
@@ -29,6 +32,20 @@ policies = st.one_of(
         st.integers(0, 3),
     ),
     st.sampled_from(["uniform", "similarity", "bogus", 7]),
+    # non-string kinds, wrong scalar types
+    st.builds(
+        lambda k: {"kind": k},
+        st.one_of(
+            st.lists(st.text(max_size=3), max_size=2),
+            st.dictionaries(st.text(max_size=2), st.integers(), max_size=2),
+            st.none(),
+            st.booleans(),
+        ),
+    ),
+    st.builds(
+        lambda v: {"kind": "uniform", "interval": v},
+        st.one_of(st.booleans(), st.text(max_size=3), st.floats(allow_nan=True), st.lists(st.integers(), max_size=2)),
+    ),
 )
 
 
@@ -61,6 +78,7 @@ operations = st.lists(
 def test_any_config_and_sequence_leaves_no_hook_behind(policy, region, num_steps, ops):
     config = {"policy": policy, "declare": [region], "num_steps": num_steps}
     handles = []
+    warnings.simplefilter("ignore", CachekitWarning)  # random loops contradict num_steps: a warning, on purpose
     try:
         for op in ops:
             if op[0] == "enable":
@@ -96,3 +114,26 @@ def test_any_mapping_gives_a_config_or_a_config_error(data):
         load_config(data)
     except CachekitError as error:
         assert isinstance(error, ValueError) and str(error)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    text=st.one_of(
+        st.text(max_size=40),
+        st.builds(lambda depth: "[" * depth, st.integers(1, 6000)),
+        st.builds(lambda depth: "a:\n" + "".join(" " * i + "b:\n" for i in range(depth)), st.integers(1, 300)),
+    ),
+    encoding=st.sampled_from(["utf-8", "utf-16", "latin-1", "utf-32", "cp1252"]),
+    suffix=st.sampled_from([".yaml", ".json", ".toml"]),
+)
+def test_any_file_gives_a_config_or_a_config_error(text, encoding, suffix):
+    with TemporaryDirectory() as folder:
+        path = Path(folder) / f"config{suffix}"
+        try:
+            path.write_bytes(text.encode(encoding))
+        except UnicodeEncodeError:
+            return
+        try:
+            load_config(path)
+        except CachekitError as error:
+            assert isinstance(error, ValueError) and str(path) in str(error)

@@ -69,6 +69,8 @@ def test_similarity_refreshes_on_drift_warmup_cap_and_tail():
     assert not policy.should_refresh(StepInfo(4, 10, None), policy.new_state(reuses=2))
 
 
-def test_similarity_without_num_steps_skips_only_the_tail_rule():
+def test_similarity_without_num_steps_cannot_keep_the_tail_rule():
     policy = SimilarityPolicy(threshold=0.5, refresh_last_steps=2)
-    assert not policy.should_refresh(StepInfo(8, None, None), policy.new_state())
+    with pytest.raises(PolicyError, match="refresh_last_steps=2 needs the number of steps"):
+        policy.should_refresh(StepInfo(8, None, None), policy.new_state())
+    assert not SimilarityPolicy(threshold=0.5).should_refresh(StepInfo(8, None, None), policy.new_state())

@@ -17,6 +17,10 @@ from torch import nn
 from cachekit import Denoiser, hookimpl, isinstance_str
 from cachekit_diffusers.calling import cachekit_experiment_caller as cachekit_experiment_caller
 from cachekit_diffusers.loading import cachekit_load_experiment_model as cachekit_load_experiment_model
+from cachekit_diffusers.loading import load_pretrained, prepare, require_diffusers
+
+__all__ = ["load_pretrained", "prepare", "require_diffusers"]
+"""This plugin's public API for plugins that ship or build diffusers pipelines (cachekit_digits)."""
 
 DENOISER_ATTRIBUTES = ("unet", "transformer", "transformer_2", "prior")
 """Pipeline components called once per step and context, in the order they are reported."""

@@ -70,8 +70,11 @@ def prepare(pipeline: Any, spec: ModelSpec) -> Any:
 
 @hookimpl(trylast=True)
 def cachekit_load_experiment_model(spec: ModelSpec) -> Any | None:
-    """Any local folder or hub id, with ``from_pretrained``; ``None`` for builders."""
-    return None if spec.source is None else load_pretrained(spec)
+    """Any local folder or hub id, with ``from_pretrained``; ``None`` for builders and for the
+    names another plugin ships (``cachekit_experiment_models``), which that plugin loads."""
+    if spec.source is None or any(model.source == spec.source for model in named_models()):
+        return None
+    return load_pretrained(spec)
 
 
 def _from_source(pipeline_class: Any, spec: ModelSpec) -> Any:

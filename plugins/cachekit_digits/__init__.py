@@ -17,13 +17,12 @@ from cachekit_digits.loading import BUILDERS, DIGITS_MODELS, SHIPPED, load_pipel
 from cachekit_digits.quality import DigitsScorer
 
 
-@hookimpl
+@hookimpl(trylast=True)
 def cachekit_load_experiment_model(spec: ModelSpec) -> Any | None:
     """Load a shipped digits model or build a tiny one; ``None`` for other models.
 
-    Not ``trylast``: it answers for its own names before the diffusers plugin's catch-all
-    ``from_pretrained`` (which would look the name up on the hub); a third-party plugin
-    registered later is still asked first.
+    The diffusers plugin's catch-all ``from_pretrained`` leaves the names listed by
+    ``cachekit_experiment_models`` to their plugin, so the order of the two never matters.
     """
     return load_pipeline(spec)
 

@@ -1,7 +1,7 @@
 """Loading the digits models: the shipped ones from the package's folder, and tiny builders.
 
 The shipped models are diffusers pipelines loaded with the diffusers plugin's
-:func:`~cachekit_diffusers.loading.load_pretrained`; the builders make tiny pipelines with
+:func:`~cachekit_diffusers.load_pretrained` (that plugin's public API); the builders make tiny pipelines with
 seeded random weights. diffusers is imported inside functions only.
 """
 
@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
-from cachekit_diffusers.loading import load_pretrained, prepare, require_diffusers
+from cachekit_diffusers import load_pretrained, prepare, require_diffusers
 
 from cachekit import ModelSpec
 from cachekit_digits.architectures import DIT_CONFIG, SCHEDULER_CONFIG, UNET_CONFIG
