@@ -102,6 +102,10 @@ class Region:
         probe_base: a module whose input, subtracted from the entry input, gives the
             ``entry_residual`` similarity probe (the first blocks' residual).
         description: one line for ``cachekit inspect``.
+        rows_independent: each batch row's result depends on that row alone, so when only
+            some rows refresh the span runs on those rows only. ``False`` for spans that mix
+            rows (video UNets fold frames into the batch): a partial refresh then runs every
+            row and keeps the refreshed rows' results, exact either way.
     """
 
     name: str
@@ -111,6 +115,7 @@ class Region:
     inner: InnerMode = "passthrough"
     probe_base: str | None = None
     description: str = ""
+    rows_independent: bool = True
 
     def __post_init__(self) -> None:
         if not self.modules:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -61,3 +63,40 @@ def test_a_partial_refresh_counts_the_rows_it_computed() -> None:
     assert (stats.refreshes, stats.reuses) == (2, 1)
     assert stats.computed_share == pytest.approx(5 / 12)
     assert stats.hits[0] == {0: "R", 1: "r", 2: "."}
+
+
+def _jolted_pair():
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.randn(1, 8, 4, generator=g), torch.randn(1, 8, 4, generator=g)
+    return a, torch.cat([a, b]), torch.cat([torch.zeros(1, 8, 4), 5 * torch.randn(1, 8, 4, generator=g)])
+
+
+@pytest.mark.parametrize("rows_independent", [True, False])
+def test_a_partial_refresh_computes_the_refreshed_rows_only_when_rows_are_independent(rows_independent) -> None:
+    model = tiny_transformer()
+    region = cachekit.Region("m", ("blocks.1", "blocks.2", "blocks.3", "blocks.4"), mode="residual")
+    if not rows_independent:
+        region = dataclasses.replace(region, rows_independent=False)
+    rows_seen: list[int] = []
+    hook = model.blocks[2].mlp.register_forward_pre_hook(lambda module, args: rows_seen.append(args[0].shape[0]))
+
+    class OneRegion:
+        @cachekit.hookimpl
+        def cachekit_regions(self, model):
+            return [region]
+
+    name = cachekit.register_plugin(OneRegion(), name="one-region")
+    try:
+        a, batch, jolt = _jolted_pair()
+        with cachekit.cached(model, {"policy": {"kind": "similarity", "threshold": 0.05}}) as handle:
+            alone = generate(model, a)
+            rows_seen.clear()
+            together = generate(model, batch, jolt)
+    finally:
+        cachekit.unregister_plugin(name)
+        hook.remove()
+    marks = "".join(handle.stats["m"].hits[0].values())
+    assert "r" in marks
+    assert rows_seen.count(1) == (marks.count("r") if rows_independent else 0)
+    assert rows_seen.count(2) == marks.count("R") + (0 if rows_independent else marks.count("r"))
+    torch.testing.assert_close(together[:1], alone, atol=1e-6, rtol=0)

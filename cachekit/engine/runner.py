@@ -26,7 +26,7 @@ from cachekit.policies.base import Policy
 from cachekit.region import Region
 from cachekit.reuse.forecaster import Forecaster
 from cachekit.reuse.strategy import STRATEGIES, make_strategy
-from cachekit.reuse.tree import merge_rows
+from cachekit.reuse.tree import merge_rows, put_rows, take_rows
 
 
 class StepSource(Protocol):
@@ -141,6 +141,25 @@ class RegionRunner:
             self.policy.observe(state.policy, row_drift(probe, previous))
         state.previous_probe = probe
 
+    def _partial(
+        self,
+        original: Callable[..., Any],
+        decision: Decision,
+        path: str,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> Any:
+        """Some rows refresh: they are computed (alone, when rows are independent); the others are
+        served what the strategy serves them, exactly what they would get in a batch of their own."""
+        assert decision.rows is not None
+        served = decision.state.strategy.served(path, decision.step.index, decision.entry_inputs, args, kwargs)
+        if not self.region.rows_independent:
+            return merge_rows(decision.rows, original(*args, **kwargs), served)
+        index = decision.rows.nonzero().flatten()
+        rows = len(decision.rows)
+        part = original(*take_rows(args, index, rows), **take_rows(kwargs, index, rows))
+        return put_rows(served, part, index)
+
     def wrap_watched(self, path: str, original: Callable[..., Any]) -> Callable[..., Any]:
         """Forward of a module whose input a probe reads: record it, then run as usual."""
 
@@ -166,13 +185,14 @@ class RegionRunner:
             strategy = decision.state.strategy
             if not decision.refresh:
                 return strategy.served(path, step.index, decision.entry_inputs, args, kwargs)
-            output = original(*args, **kwargs)
+            output = (
+                original(*args, **kwargs)
+                if decision.rows is None
+                else self._partial(original, decision, path, args, kwargs)
+            )
             strategy.refreshed(path, step.index, decision.entry_inputs, output, decision.rows)
             if path == self.region.exit:
                 decision.state.has_cache = True
-            if decision.rows is None:
-                return output
-            served = strategy.served(path, step.index, decision.entry_inputs, args, kwargs)
-            return merge_rows(decision.rows, output, served)
+            return output
 
         return forward

@@ -71,3 +71,28 @@ def merge_rows(rows: torch.Tensor, new: Any, old: Any) -> Any:
         return torch.where(mask, leaf, previous)
 
     return tree_map(pick, new, old)
+
+
+def take_rows(tree: Any, index: torch.Tensor, batch: int) -> Any:
+    """``tree`` with every batch-major tensor (first dimension ``batch``) cut to the rows ``index``."""
+
+    def take(leaf: torch.Tensor, _: Any) -> torch.Tensor:
+        if leaf.dim() == 0 or leaf.shape[0] != batch:
+            return leaf
+        return leaf.index_select(0, index.to(leaf.device))
+
+    return tree_map(take, tree, None)
+
+
+def put_rows(full: Any, part: Any, index: torch.Tensor) -> Any:
+    """``full`` with the rows ``index`` replaced by ``part``'s rows (tensor by tensor; ``full`` is not changed).
+
+    Where ``full`` has no tensor with batch rows to put into, ``part``'s tensor is taken.
+    """
+
+    def put(leaf: torch.Tensor, whole: torch.Tensor | None) -> torch.Tensor:
+        if whole is None or whole.dim() == 0 or whole.shape[1:] != leaf.shape[1:] or leaf.shape[0] != len(index):
+            return leaf
+        return whole.index_copy(0, index.to(whole.device), leaf.to(whole.dtype))
+
+    return tree_map(put, part, full)

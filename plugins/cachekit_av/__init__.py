@@ -37,7 +37,7 @@ def _kind_regions(model: nn.Module) -> list[Region]:
     found = av_trunk_of(model)
     if found is not None:
         return kind_regions(trunk_attention(model, *found))
-    return kind_regions(unet_attention(model)) if is_unet(model) else []
+    return kind_regions(unet_attention(model), rows_mixed=("temporal_attn",)) if is_unet(model) else []
 
 
 @hookimpl(trylast=True)

@@ -45,8 +45,12 @@ _DESCRIPTIONS = {
 }
 
 
-def kind_regions(paths_by_kind: dict[str, list[str]]) -> list[Region]:
-    """One ``output``/``replay`` region per kind that has modules, in :data:`KINDS` order."""
+def kind_regions(paths_by_kind: dict[str, list[str]], rows_mixed: tuple[str, ...] = ()) -> list[Region]:
+    """One ``output``/``replay`` region per kind that has modules, in :data:`KINDS` order.
+
+    The kinds in ``rows_mixed`` attend across batch rows (a UNet's temporal attention, whose
+    rows are frames): their regions are not ``rows_independent``.
+    """
     return [
         Region(
             name=kind,
@@ -55,6 +59,7 @@ def kind_regions(paths_by_kind: dict[str, list[str]]) -> list[Region]:
             io=TensorIO(),
             inner="replay",
             description=f"{_DESCRIPTIONS[kind]}: {len(paths_by_kind[kind])} attention modules",
+            rows_independent=kind not in rows_mixed,
         )
         for kind in KINDS
         if paths_by_kind.get(kind)

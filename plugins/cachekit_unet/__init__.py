@@ -20,14 +20,14 @@ from cachekit import Region, hookimpl
 from cachekit.experiments import EntryKey
 from cachekit_unet.experiments import BRANCH
 from cachekit_unet.inputs import example_inputs
-from cachekit_unet.layout import branch_regions, read_layout
+from cachekit_unet.layout import branch_regions, folds_frames, read_layout
 
 
 @hookimpl(trylast=True)
 def cachekit_regions(model: nn.Module) -> list[Region] | None:
     """The branches of a known UNet, ``branch0`` first; ``None`` for anything else."""
     layout = read_layout(model)
-    return None if layout is None else branch_regions(layout)
+    return None if layout is None else branch_regions(layout, rows_independent=not folds_frames(model))
 
 
 @hookimpl(trylast=True)

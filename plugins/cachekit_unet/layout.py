@@ -31,6 +31,15 @@ UNET_CLASSES = (
 )
 """The UNets this plugin maps, by class name (subclasses included)."""
 
+FRAMES_IN_BATCH = ("UNetSpatioTemporalConditionModel", "UNet3DConditionModel", "UNetMotionModel")
+"""Video UNets that fold frames into the batch: their temporal layers mix batch rows."""
+
+
+def folds_frames(model: nn.Module) -> bool:
+    """True for a video UNet whose batch rows are frames that its temporal layers mix."""
+    return any(isinstance_str(model, name) for name in FRAMES_IN_BATCH)
+
+
 DOWN_BLOCKS = (
     "DownBlock2D",
     "AttnDownBlock2D",
@@ -159,10 +168,11 @@ BRANCH_IO = TensorIO(names=("hidden_states", "input_tensor", "sample"))
 """How a branch's entry input is read (motion resnets take ``input_tensor=``)."""
 
 
-def branch_regions(layout: UNetLayout) -> list[Region]:
+def branch_regions(layout: UNetLayout, rows_independent: bool = True) -> list[Region]:
     """One ``output``/``replay`` region per skip connection, shallowest (``branch0``) first.
 
     A skip with nothing deeper (the deepest one when there is no mid block) gives no region.
+    ``rows_independent`` is ``False`` for video UNets (:func:`folds_frames`).
     """
     regions = []
     for k in range(layout.num_skips):
@@ -178,6 +188,7 @@ def branch_regions(layout: UNetLayout) -> list[Region]:
                 inner="replay",
                 io=BRANCH_IO,
                 description=f"everything deeper than skip {k} ({source})",
+                rows_independent=rows_independent,
             )
         )
     return regions
