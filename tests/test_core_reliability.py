@@ -190,3 +190,19 @@ def test_refresh_last_steps_without_a_step_count_is_an_error() -> None:
     config = {**MIDDLE, "policy": {"kind": "similarity", "refresh_last_steps": 2}}
     with cachekit.cached(model, config), pytest.raises(cachekit.PolicyError, match="refresh_last_steps"):
         generate(model, torch.randn(1, 8, 4))
+
+
+def test_a_deep_copied_pipeline_runs_its_own_steps_unhooked() -> None:
+    from cachekit_digits.loading import BUILDERS
+
+    pipe = BUILDERS["tiny-unet"]()
+    pipe.set_progress_bar_config(disable=True)
+    with cachekit.cached(pipe, {"policy": {"kind": "uniform", "interval": 2}}) as handle:
+        clone = copy.deepcopy(pipe)
+        calls = []
+        clone.unet.register_forward_pre_hook(lambda *_: calls.append(1))
+        generator = torch.Generator().manual_seed(0)
+        clone(num_inference_steps=6, generator=generator, output_type="pt")
+        assert len(calls) == 6 and handle.stats.refreshes + handle.stats.reuses == 0
+        assert "step" not in vars(clone.scheduler) and "set_timesteps" not in vars(clone.scheduler)
+        assert hooked(clone.unet) == []
