@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from torch import nn
@@ -21,6 +21,7 @@ from cachekit.engine.patching import MethodPatch
 from cachekit.engine.runner import RegionRunner
 from cachekit.engine.runtime import DenoiserRuntime
 from cachekit.engine.scheduler_tap import SchedulerTap
+from cachekit.engine.state import RegionState
 from cachekit.engine.stats import CacheStats, RegionStats
 from cachekit.errors import AlreadyEnabledError
 from cachekit.modules import get_submodule
@@ -32,44 +33,29 @@ _ENABLED: weakref.WeakKeyDictionary[nn.Module, weakref.ref[CacheHandle]] = weakr
 _TAPS: weakref.WeakValueDictionary[int, SchedulerTap] = weakref.WeakValueDictionary()
 
 
+@dataclass(frozen=True)
 class RegionView:
-    """What a :class:`CacheHandle` shows of one installed region: read-only, always current."""
+    """What a :class:`CacheHandle` shows of one installed region; its stats and bytes stay current.
 
-    def __init__(self, runner: RegionRunner):
-        self._runner = runner
+    Attributes:
+        name: the region's name in the stats (``denoiser/region`` when there are several denoisers).
+        region: the installed region.
+        denoiser: the denoiser it belongs to.
+        policy: the policy that decides for it.
+        stats: its refreshes, reuses and hit map (the live object, updated as it runs).
+    """
 
-    @property
-    def name(self) -> str:
-        """The region's name in the stats (``denoiser/region`` when there are several denoisers)."""
-        return self._runner.stats_name
-
-    @property
-    def region(self) -> Region:
-        """The installed region."""
-        return self._runner.region
-
-    @property
-    def denoiser(self) -> Denoiser:
-        """The denoiser the region belongs to."""
-        return self._runner.runtime.denoiser
-
-    @property
-    def policy(self) -> Policy:
-        """The policy that decides for this region."""
-        return self._runner.policy
-
-    @property
-    def stats(self) -> RegionStats:
-        """Refreshes, reuses and the hit map of this region."""
-        return self._runner.stats
+    name: str
+    region: Region
+    denoiser: Denoiser
+    policy: Policy
+    stats: RegionStats
+    state: RegionState = field(repr=False)
 
     @property
     def cache_bytes(self) -> int:
         """Bytes of tensors this region holds between refreshes, over every context."""
-        return self._runner.state.nbytes()
-
-    def __repr__(self) -> str:
-        return f"<RegionView {self.name!r} of {self.denoiser.name!r}>"
+        return self.state.nbytes()
 
 
 @dataclass(frozen=True)
@@ -100,7 +86,12 @@ class CacheHandle:
     @property
     def views(self) -> dict[str, RegionView]:
         """A read-only view of every installed region, by stats name."""
-        return {runner.stats_name: RegionView(runner) for runner in self._runners()}
+        return {
+            runner.stats_name: RegionView(
+                runner.stats_name, runner.region, runner.runtime.denoiser, runner.policy, runner.stats, runner.state
+            )
+            for runner in self._runners()
+        }
 
     @property
     def regions(self) -> dict[str, Region]:
