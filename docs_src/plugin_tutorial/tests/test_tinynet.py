@@ -7,7 +7,7 @@ from typing import Any
 import cachekit
 import pytest
 import torch
-from cachekit.plugin_manager import load_plugins
+from cachekit import load_plugins
 from cachekit.testing import AdapterConformance
 from torch import nn
 
