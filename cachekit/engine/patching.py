@@ -33,17 +33,18 @@ class Detached:
         return (Detached, (self.owner, self.name))
 
 
-class Shadow:
+class Shadow(functools.partial):  # a partial: called from C, so the shadow adds no Python frame
     """The callable set on the instance: runs ``wrapper``; copies of it are :class:`Detached`."""
 
-    def __init__(self, owner: Any, name: str, wrapper: Callable[..., Any], original: Callable[..., Any]):
-        self.owner = owner
-        self.name = name
-        self.wrapper = wrapper
-        functools.update_wrapper(self, original)
+    owner: Any
+    name: str
 
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return self.wrapper(*args, **kwargs)
+    def __new__(cls, owner: Any, name: str, wrapper: Callable[..., Any], original: Callable[..., Any]) -> Shadow:
+        shadow = super().__new__(cls, wrapper)
+        shadow.owner = owner
+        shadow.name = name
+        functools.update_wrapper(shadow, original)
+        return shadow
 
     def __deepcopy__(self, memo: dict[int, Any]) -> Detached:
         return Detached(memo.get(id(self.owner), self.owner), self.name)

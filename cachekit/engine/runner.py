@@ -138,7 +138,8 @@ class RegionRunner:
         probe = self.probe.measure(entry_inputs, self.watched).detach()
         previous = state.previous_probe
         if previous is not None and previous.shape == probe.shape:
-            self.policy.observe(state.policy, row_drift(probe, previous))
+            drift = row_drift(probe, previous)
+            self.policy.observe(state.policy, float(drift) if len(drift) == 1 else drift)  # one row: plain floats
         state.previous_probe = probe
 
     def _partial(
@@ -172,13 +173,15 @@ class RegionRunner:
 
     def wrap(self, path: str, original: Callable[..., Any]) -> Callable[..., Any]:
         """Forward of the region's module at ``path``."""
-        is_entry = path == self.region.entry
+        is_entry, is_exit = path == self.region.entry, path == self.region.exit
+        stores = is_exit or self.region.inner == "replay"  # passthrough inner modules keep nothing
 
         def forward(*args: Any, **kwargs: Any) -> Any:
             step = self.runtime.current_step
             if step is None:
                 return original(*args, **kwargs)
-            self.reached = self.reached or is_entry
+            if is_entry:
+                self.reached = True
             decision = self.decide(step, args, kwargs) if is_entry else self.decision
             if decision is None or decision.step is not step:
                 return original(*args, **kwargs)
@@ -190,8 +193,9 @@ class RegionRunner:
                 if decision.rows is None
                 else self._partial(original, decision, path, args, kwargs)
             )
-            strategy.refreshed(path, step.index, decision.entry_inputs, output, decision.rows)
-            if path == self.region.exit:
+            if stores:
+                strategy.refreshed(path, step.index, decision.entry_inputs, output, decision.rows)
+            if is_exit:
                 decision.state.has_cache = True
             return output
 

@@ -69,8 +69,9 @@ class Policy(BaseModel):
             )
         return PolicyState(**{**copy.deepcopy(dict(self.state_defaults)), **values})
 
-    def observe(self, state: PolicyState, drift: torch.Tensor) -> None:
-        """Take this call's probe drift (one value per batch row), before :meth:`should_refresh`."""
+    def observe(self, state: PolicyState, drift: float | torch.Tensor) -> None:
+        """Take this call's probe drift before :meth:`should_refresh`: one float for a batch of
+        one row, else a float tensor with one value per row."""
 
     def should_refresh(self, step: StepInfo, state: PolicyState) -> Decision:
         """True to run the region at this call, False to reuse what is stored (or one per row)."""

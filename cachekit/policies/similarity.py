@@ -49,7 +49,7 @@ class SimilarityPolicy(Policy):
     def probe_name(self) -> str:
         return self.probe
 
-    def observe(self, state: PolicyState, drift: torch.Tensor) -> None:
+    def observe(self, state: PolicyState, drift: float | torch.Tensor) -> None:
         state.drift = state.drift + drift
 
     def should_refresh(self, step: StepInfo, state: PolicyState) -> Decision:

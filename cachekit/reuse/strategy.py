@@ -28,6 +28,8 @@ class ReuseStrategy(ABC):
 
     def __init__(self, region: Region, forecaster: type[Forecaster]):
         self.region = region
+        self.exit = region.exit
+        self.replays = region.inner == "replay"
         self.forecaster = forecaster
         self.stored: dict[str, Forecaster] = {}
 
@@ -39,10 +41,9 @@ class ReuseStrategy(ABC):
         What is stored is detached from autograd: a reuse step serves it as a constant, so a
         backward through a reuse step's output never reaches back into the refresh step's graph.
         """
-        output = tree_map(lambda tensor, _: tensor.detach(), output, None)
-        if path == self.region.exit:
+        if path == self.exit:
             self._store("exit", step, self.exit_value(entry_inputs, output), rows)
-        elif self.region.inner == "replay":
+        elif self.replays:
             self._store(path, step, output, rows)
 
     def served(
@@ -54,9 +55,9 @@ class ReuseStrategy(ABC):
         kwargs: dict[str, Any],
     ) -> Any:
         """What module ``path`` returns at reuse step ``step``, for every batch row."""
-        if path == self.region.exit:
+        if path == self.exit:
             return self.exit_output(entry_inputs, self.stored["exit"].serve(step))
-        if self.region.inner == "replay":
+        if self.replays:
             return self.stored[path].serve(step)
         io = self.region.io
         return io.build_output(io.read_inputs(args, kwargs))
@@ -69,7 +70,7 @@ class ReuseStrategy(ABC):
         forecaster = self.stored.get(key)
         if forecaster is None:
             forecaster = self.stored[key] = self.forecaster()
-        forecaster.record(step, value, rows)
+        forecaster.record(step, tree_map(lambda tensor, _: tensor.detach(), value, None), rows)
 
     @abstractmethod
     def exit_value(self, entry_inputs: tuple[torch.Tensor, ...], output: Any) -> Any:
