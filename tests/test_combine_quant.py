@@ -14,7 +14,6 @@ from typing import Any
 
 import pytest
 import torch
-from cachekit_dit.inputs import EXAMPLES
 from torch import nn
 from torchao.quantization import Int8DynamicActivationInt8WeightConfig, Int8WeightOnlyConfig, quantize_
 
@@ -50,13 +49,11 @@ CASES = ["torchao int8 weight-only", "torchao int8 dynamic", TORCH_CASE]
 
 @pytest.fixture(scope="module")
 def flux() -> tuple[nn.Module, dict[str, Any]]:
-    model = dit_models.smooth_time(dit_models.tiny_flux())
-    kwargs = EXAMPLES.kwargs(model)
-    assert kwargs is not None
-    return model, kwargs
+    return dit_models.smooth_flux()
 
 
 def quantized(flux: tuple[nn.Module, dict[str, Any]], name: str) -> nn.Module:
+    """A quantized copy of the module's tiny Flux (the fixture's model stays as it is)."""
     model = copy.deepcopy(flux[0])
     QUANTIZERS[name](model)
     return model
