@@ -68,6 +68,7 @@ def pipeline_in_state(count: int) -> Any:
     return pipe
 
 
+@pytest.mark.slow
 # peft warns when a second adapter is added to a model that has one: that is what the test does
 @pytest.mark.filterwarnings("ignore:Already found a `peft_config` attribute in the model:UserWarning")
 def test_each_call_equals_a_fresh_run_with_the_same_lora_state() -> None:
