@@ -12,6 +12,7 @@ from torch import nn
 from cachekit.clock import default_step_completed
 from cachekit.config import CacheConfig, load_config
 from cachekit.engine.handle import CacheHandle, RegionPlan, handle_of
+from cachekit.engine.offloading import check_offloading
 from cachekit.engine.selection import check_overrides, find_denoisers, select_regions
 from cachekit.plugin_manager import load_plugins
 from cachekit.policies.base import Policy
@@ -33,6 +34,8 @@ def enable(target: Any, config: ConfigSource = None, **overrides: Any) -> CacheH
         ConfigError: the config is invalid; the message names each bad path.
         RegionNotFoundError: a region or module path names nothing; the valid ones are listed.
         AlreadyEnabledError: cachekit is already enabled on one of the denoisers.
+        UnsupportedCombinationError: another tool set the model up in a way cachekit cannot
+            serve (diffusers group offloading enabled first, with groups a region splits).
     """
     settings = load_config(config)
     if overrides:
@@ -44,6 +47,7 @@ def enable(target: Any, config: ConfigSource = None, **overrides: Any) -> CacheH
         regions = select_regions(pm, denoiser, settings)
         names = [region.name for region in regions]
         check_overrides("region_policies", settings.region_policies, names, "a selected region", "selected")
+        check_offloading(denoiser.module, regions)
         region_plans = [
             RegionPlan(region, settings.policy_for(denoiser.name, region.name), forecaster) for region in regions
         ]

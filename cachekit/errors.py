@@ -38,8 +38,21 @@ class PolicyError(CachekitError, RuntimeError):
     """A policy cannot decide with the information it has (e.g. an unknown number of steps)."""
 
 
+class UnsupportedCombinationError(CachekitError, RuntimeError):
+    """Another tool has set the model up in a way cachekit cannot serve; the message names the
+    combination and the order or setting that works."""
+
+
 class CachekitWarning(UserWarning):
     """Something cachekit was asked to do does not fit what the model or loop actually does."""
+
+
+class FewStepsWarning(CachekitWarning):
+    """A generation runs so few steps (few-step and distilled schedules) that caching saves little.
+
+    Raised once per step count at the first call of such a generation; silence it with a
+    standard filter: ``warnings.filterwarnings("ignore", category=cachekit.FewStepsWarning)``.
+    """
 
 
 def did_you_mean(given: str, choices: Iterable[str]) -> str:

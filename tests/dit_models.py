@@ -460,6 +460,17 @@ def smooth_time(model: nn.Module, keep: float = 1 / 3) -> nn.Module:
     return model
 
 
+def smooth_flux() -> tuple[nn.Module, dict[str, Any]]:
+    """A tiny Flux whose time conditioning is smoothed (adjacent steps drift 0.13 to 0.21), and
+    the keyword arguments of one call, from the DiT plugin's example inputs."""
+    from cachekit_dit.inputs import EXAMPLES
+
+    model = smooth_time(tiny_flux())
+    kwargs = EXAMPLES.kwargs(model)
+    assert kwargs is not None
+    return model, kwargs
+
+
 @torch.no_grad()
 def denoise(
     model: nn.Module,

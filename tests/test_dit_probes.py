@@ -8,7 +8,6 @@ from typing import Any
 
 import pytest
 import torch
-from cachekit_dit.inputs import EXAMPLES
 from torch import nn
 
 import cachekit
@@ -59,10 +58,7 @@ def expected_refreshes(residuals: list[torch.Tensor], threshold: float) -> list[
 @pytest.fixture(scope="module")
 def flux() -> tuple[nn.Module, dict[str, Any]]:
     """A tiny Flux whose time conditioning is smoothed: adjacent steps drift 0.13 to 0.21."""
-    model = dit_models.smooth_time(dit_models.tiny_flux())
-    kwargs = EXAMPLES.kwargs(model)
-    assert kwargs is not None
-    return model, kwargs
+    return dit_models.smooth_flux()
 
 
 def test_refreshes_follow_the_first_block_residual(flux: tuple[nn.Module, dict[str, Any]]) -> None:

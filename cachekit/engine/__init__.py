@@ -1,5 +1,6 @@
 """The hook engine: the handle (:mod:`cachekit.engine.handle`), region runners, per-context state,
-statistics, patching, probes and the selection of denoisers and regions.
+statistics, patching, probes, the selection of denoisers and regions, and the check of
+other tools' offloading hooks (:mod:`cachekit.engine.offloading`).
 
 Import from the submodules; the user-facing names are re-exported by :mod:`cachekit`.
 """

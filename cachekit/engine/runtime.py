@@ -1,7 +1,14 @@
-"""One denoiser at run time: its clock, the step of the call in progress, its region runners."""
+"""One denoiser at run time: its clock, the step of the call in progress, its region runners.
+
+At the first call of each generation the number of steps is known (from the scheduler, or
+the config's ``num_steps`` for a bare model): a few-step generation sets its
+:class:`~cachekit.engine.stats.FewSteps` ceiling on every region's stats and warns once per
+step count with :class:`~cachekit.errors.FewStepsWarning`.
+"""
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -10,6 +17,8 @@ import torch
 from cachekit.clock import DenoisingClock, StepInfo
 from cachekit.denoiser import Denoiser
 from cachekit.engine.runner import RegionRunner
+from cachekit.engine.stats import FEW_STEPS, FewSteps
+from cachekit.errors import FewStepsWarning
 
 
 class DenoiserRuntime:
@@ -24,6 +33,8 @@ class DenoiserRuntime:
         """Denoiser calls in the current generation."""
         self.owner: object = None
         """The handle that installed this runtime (kept alive by the model's hooks through it)."""
+        self.warned_steps: set[int] = set()
+        """Step counts already warned about as few-step."""
 
     def _new_generation(self) -> None:
         if self.calls:
@@ -40,7 +51,26 @@ class DenoiserRuntime:
 
     @torch.compiler.disable
     def _tick(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> StepInfo:
-        return self.clock.tick(args, kwargs)
+        step = self.clock.tick(args, kwargs)
+        if not self.calls:
+            self._check_length(step.num_steps)
+        return step
+
+    def _check_length(self, num_steps: int | None) -> None:
+        """At a generation's first call: record (and warn once about) a few-step generation."""
+        few = FewSteps.of(num_steps)
+        for runner in self.runners:
+            runner.stats.few_steps = few
+        if few is None or few.num_steps in self.warned_steps:
+            return
+        self.warned_steps.add(few.num_steps)
+        warnings.warn(
+            f"{few} (fewer than {FEW_STEPS} steps: every region computes at the first step, and each reuse "
+            "stands in for a long stretch of the schedule); silence with "
+            "warnings.filterwarnings('ignore', category=cachekit.FewStepsWarning)",
+            FewStepsWarning,
+            stacklevel=2,
+        )
 
     def wrap(self, original: Callable[..., Any]) -> Callable[..., Any]:
         """Forward of the denoiser: tick the clock, run, then leave the step."""

@@ -5,6 +5,36 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 
+FEW_STEPS = 6
+"""A generation of fewer denoising steps than this is *few-step* (distilled schedules: LCM,
+Turbo, Lightning, schnell): cachekit warns with :class:`~cachekit.errors.FewStepsWarning`
+and the stats carry its :class:`FewSteps` ceiling."""
+
+
+@dataclass(frozen=True)
+class FewSteps:
+    """The ceiling on reuse in a generation of fewer than :data:`FEW_STEPS` steps.
+
+    A region computes at the first step (nothing is stored yet), so it reuses on at most
+    ``num_steps - 1`` steps of each context, and each reuse stands in for a long stretch of
+    the schedule, where features change most: caching saves little compute at a visible cost.
+    """
+
+    num_steps: int
+
+    @property
+    def max_reuses(self) -> int:
+        """Reuses per region and context at most: every step but the first."""
+        return self.num_steps - 1
+
+    @classmethod
+    def of(cls, num_steps: int | None) -> FewSteps | None:
+        """The ceiling of a generation of ``num_steps`` steps, or ``None`` when it is not few-step (or unknown)."""
+        return cls(num_steps) if num_steps is not None and num_steps < FEW_STEPS else None
+
+    def __str__(self) -> str:
+        return f"{self.num_steps} steps: at most {self.max_reuses} reuses per region; caching saves little here"
+
 
 @dataclass
 class RegionStats:
@@ -18,6 +48,8 @@ class RegionStats:
     """Batch rows seen over every call."""
     computed_rows: int = 0
     """Batch rows the region computed (all rows of a refresh, the refreshed rows of a partial one)."""
+    few_steps: FewSteps | None = None
+    """The ceiling on reuse when the latest generation runs fewer than :data:`FEW_STEPS` steps, else ``None``."""
 
     def record(self, step: int, context: int, computed: int, rows: int) -> None:
         """Count one call that computed ``computed`` of its ``rows`` batch rows.
@@ -63,6 +95,11 @@ class CacheStats:
         """Reuses summed over regions."""
         return sum(stats.reuses for stats in self.regions.values())
 
+    @property
+    def few_steps(self) -> FewSteps | None:
+        """The ceiling on reuse when the latest generation of a region ran few steps, else ``None``."""
+        return next((stats.few_steps for stats in self.regions.values() if stats.few_steps), None)
+
     def refresh_steps(self, name: str, context: int = 0) -> list[int]:
         """Steps of the latest generation at which ``name`` refreshed on its first call."""
         row = self.regions[name].hits.get(context, {})
@@ -71,7 +108,8 @@ class CacheStats:
     def hit_map(self) -> str:
         """A printable map: one row per region and context, one column per step.
 
-        ``R`` marks a refresh, ``r`` a refresh of some batch rows, ``.`` a reuse (first call of the step).
+        ``R`` marks a refresh, ``r`` a refresh of some batch rows, ``.`` a reuse (first call of the
+        step). A last line gives the :class:`FewSteps` ceiling of a few-step generation.
         """
         rows = []
         for name, stats in self.regions.items():
@@ -81,7 +119,8 @@ class CacheStats:
                 label = name if len(stats.hits) == 1 else f"{name}[{context}]"
                 rows.append((label, f"{marks}  {stats.refreshes} refreshes, {stats.reuses} reuses"))
         width = max([24, *(len(label) for label, _ in rows)])  # steps line up under long names too
-        return "\n".join(f"{label:<{width}} {rest}" for label, rest in rows)
+        lines = [f"{label:<{width}} {rest}" for label, rest in rows]
+        return "\n".join(lines if self.few_steps is None else [*lines, str(self.few_steps)])
 
     def __repr__(self) -> str:
         return f"CacheStats(refreshes={self.refreshes}, reuses={self.reuses})\n{self.hit_map()}"
