@@ -1,4 +1,8 @@
-"""The ``cachekit`` command: inspect plugins, policies, models and config schemas."""
+"""The ``cachekit`` command: inspect plugins, policies, models and config schemas.
+
+Each command imports what it uses when it runs, so ``cachekit --help`` and a mistyped
+command answer at once, without importing torch or loading a plugin.
+"""
 
 from __future__ import annotations
 
@@ -10,12 +14,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from cachekit.config import CacheConfig, config_schema, load_config
-from cachekit.engine.selection import find_denoisers, offered_regions
 from cachekit.errors import CachekitError, ConfigError
-from cachekit.flops import region_flop_shares
-from cachekit.plugin_manager import load_plugins
-from cachekit.policies.base import policy_kinds
 
 
 def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
@@ -28,6 +27,8 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
 
 def plugins_command(args: argparse.Namespace) -> int:
     """List registered plugins, the hooks each implements, and what it is for."""
+    from cachekit.plugin_manager import load_plugins
+
     pm = load_plugins()
     rows = []
     for name, plugin in pm.list_name_plugin():
@@ -40,6 +41,8 @@ def plugins_command(args: argparse.Namespace) -> int:
 
 def policies_command(args: argparse.Namespace) -> int:
     """List policy kinds and their fields."""
+    from cachekit.policies.base import policy_kinds
+
     for kind, cls in sorted(policy_kinds().items()):
         print(f"{kind}: {(cls.__doc__ or '').strip().splitlines()[0]}")
         rows = [
@@ -76,6 +79,11 @@ def _import_object(spec: str) -> Any:
 
 def inspect_command(args: argparse.Namespace) -> int:
     """Show the regions of each denoiser of a model with their share of the forward FLOPs."""
+    from cachekit.config import CacheConfig, load_config
+    from cachekit.engine.selection import find_denoisers, offered_regions
+    from cachekit.flops import region_flop_shares
+    from cachekit.plugin_manager import load_plugins
+
     target = _import_object(args.model)
     config = load_config(args.config) if args.config else CacheConfig()
     pm = load_plugins()
@@ -108,6 +116,8 @@ def inspect_command(args: argparse.Namespace) -> int:
 
 def schema_command(args: argparse.Namespace) -> int:
     """Print the JSON schema of the cache config."""
+    from cachekit.config import config_schema
+
     print(json.dumps(config_schema(), indent=2))
     return 0
 
