@@ -51,6 +51,5 @@ def test_startup_against_import_torch(benchmark):
     for name, values in times.items():
         beyond = "" if name == "import torch" else f"  {medians[name] - torch_s:+.3f} s beyond import torch"
         print(f"  {name:<28}{medians[name]:7.3f} s ({min(values):.3f}-{max(values):.3f}){beyond}")
-    for name, values in times.items():
         benchmark.extra_info[name] = {"median_s": medians[name], "min_s": min(values), "max_s": max(values)}
     assert medians["cachekit --help"] - torch_s <= HELP_BUDGET_S
