@@ -8,13 +8,13 @@ from collections.abc import Callable
 from typing import Any
 
 
-def interleaved_medians(
+def interleaved_times(
     candidates: dict[str, Callable[[], Any]],
     rounds: int = 7,
     warmup: int = 1,
     clock: Callable[[], float] = time.perf_counter,
-) -> dict[str, float]:
-    """Median time in seconds of each candidate, running A, B, C, A, B, C, ...
+) -> dict[str, list[float]]:
+    """Every round's time in seconds of each candidate, running A, B, C, A, B, C, ...
 
     ``warmup`` rounds run first and are not timed. ``clock`` defaults to wall time;
     ``time.process_time`` (CPU time, one thread) is steadier on a machine others share.
@@ -28,4 +28,15 @@ def interleaved_medians(
             start = clock()
             run()
             times[name].append(clock() - start)
+    return times
+
+
+def interleaved_medians(
+    candidates: dict[str, Callable[[], Any]],
+    rounds: int = 7,
+    warmup: int = 1,
+    clock: Callable[[], float] = time.perf_counter,
+) -> dict[str, float]:
+    """Median time in seconds of each candidate over interleaved rounds (:func:`interleaved_times`)."""
+    times = interleaved_times(candidates, rounds, warmup, clock)
     return {name: statistics.median(values) for name, values in times.items()}

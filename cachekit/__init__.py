@@ -5,36 +5,54 @@ authors find every name they need here too: the hook markers, :class:`Denoiser`,
 :class:`Region` and its IO objects, :class:`Policy` with its :class:`PolicyState`,
 :class:`Probe`, :class:`Forecaster`, their ``register_*`` functions, the errors and the
 message helpers.
+
+Nothing is imported until it is used: ``import cachekit`` costs no torch and no plugin, and
+each name's module is imported on its first use (:mod:`cachekit.lazy`). The imports under
+``TYPE_CHECKING`` below are the one list of names and the modules that define them.
 """
 
-from cachekit.api import cached, disable, enable
-from cachekit.clock import StepInfo
-from cachekit.config import CacheConfig, DeclaredRegion, load_config
-from cachekit.denoiser import Denoiser
-from cachekit.engine.handle import CacheHandle, RegionView
-from cachekit.engine.probes import Probe, register_probe
-from cachekit.engine.stats import CacheStats, RegionStats
-from cachekit.errors import (
-    AlreadyEnabledError,
-    CachekitError,
-    CachekitWarning,
-    ConcurrentUseError,
-    ConfigError,
-    DenoiserNotFoundError,
-    FewStepsWarning,
-    PolicyError,
-    RegionNotFoundError,
-    UnsupportedCombinationError,
-    did_you_mean,
-    listing,
-)
-from cachekit.experiments import EntryKey, ExperimentError, ModelSpec, PipelineCaller, SampleRequest, SampleScorer
-from cachekit.hookspecs import hookimpl, hookspec
-from cachekit.modules import get_submodule, isinstance_str
-from cachekit.plugin_manager import load_plugins, register_plugin, unregister_plugin
-from cachekit.policies import NonUniformPolicy, Policy, PolicyState, SimilarityPolicy, UniformPolicy, register_policy
-from cachekit.region import Region, RegionIO, TensorIO, TupleIO
-from cachekit.reuse import Forecaster, merge_rows, nbytes, register_forecaster, tree_map
+from typing import TYPE_CHECKING
+
+from cachekit.lazy import attach
+
+if TYPE_CHECKING:
+    from cachekit.api import cached, disable, enable
+    from cachekit.clock import StepInfo
+    from cachekit.config import CacheConfig, DeclaredRegion, load_config
+    from cachekit.denoiser import Denoiser
+    from cachekit.engine.handle import CacheHandle, RegionView
+    from cachekit.engine.probes import Probe, register_probe
+    from cachekit.engine.stats import CacheStats, RegionStats
+    from cachekit.errors import (
+        AlreadyEnabledError,
+        CachekitError,
+        CachekitWarning,
+        ConcurrentUseError,
+        ConfigError,
+        DenoiserNotFoundError,
+        FewStepsWarning,
+        PolicyError,
+        RegionNotFoundError,
+        UnsupportedCombinationError,
+        did_you_mean,
+        listing,
+    )
+    from cachekit.experiments import EntryKey, ExperimentError, ModelSpec, PipelineCaller, SampleRequest, SampleScorer
+    from cachekit.hookspecs import hookimpl, hookspec
+    from cachekit.modules import get_submodule, isinstance_str
+    from cachekit.plugin_manager import load_plugins, register_plugin, unregister_plugin
+    from cachekit.policies import (
+        NonUniformPolicy,
+        Policy,
+        PolicyState,
+        SimilarityPolicy,
+        UniformPolicy,
+        register_policy,
+    )
+    from cachekit.region import Region, RegionIO, TensorIO, TupleIO
+    from cachekit.reuse import Forecaster, merge_rows, nbytes, register_forecaster, tree_map
+
+__getattr__, __dir__ = attach(__name__, __file__)
 
 __version__ = "0.1.0"
 

@@ -1,4 +1,8 @@
-"""The ``cachekit`` command: inspect plugins, policies, models and config schemas."""
+"""The ``cachekit`` command: inspect plugins, policies, models and config schemas.
+
+Each command imports what it uses when it runs, so ``cachekit --help`` and a mistyped
+command answer at once, without importing torch or loading a plugin.
+"""
 
 from __future__ import annotations
 
@@ -6,42 +10,65 @@ import argparse
 import importlib
 import json
 import os
+import re
+import shutil
 import sys
+import textwrap
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from cachekit.config import CacheConfig, config_schema, load_config
-from cachekit.engine.selection import find_denoisers, offered_regions
 from cachekit.errors import CachekitError, ConfigError
-from cachekit.flops import region_flop_shares
-from cachekit.plugin_manager import load_plugins
-from cachekit.policies.base import policy_kinds
+
+COLUMN_WIDTH = 40
+"""Where ``cachekit plugins`` wraps hook names, and the least width a description gets."""
 
 
 def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    cells = [list(map(str, headers))] + [[str(cell) for cell in row] for row in rows]
-    widths = [max(len(row[column]) for row in cells) for column in range(len(headers))]
-    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in cells]
+    """Columns padded to their widest line; a cell of several lines makes its row that tall."""
+    cells = [[str(cell).split("\n") for cell in row] for row in [headers, *rows]]
+    widths = [max(len(line) for row in cells for line in row[column]) for column in range(len(headers))]
+    lines = [
+        "  ".join(
+            (cell[index] if index < len(cell) else "").ljust(width) for cell, width in zip(row, widths, strict=True)
+        ).rstrip()
+        for row in cells
+        for index in range(max(map(len, row)))
+    ]
     lines.insert(1, "  ".join("-" * width for width in widths))
     return "\n".join(lines)
 
 
+def _first_sentence(docstring: str | None) -> str:
+    """The first sentence of a docstring's first paragraph, on one line."""
+    paragraph = " ".join((docstring or "").strip().split("\n\n", 1)[0].split())
+    return re.split(r"(?<=[.!?])\s+(?=[A-Z])", paragraph, maxsplit=1)[0]
+
+
 def plugins_command(args: argparse.Namespace) -> int:
     """List registered plugins, the hooks each implements, and what it is for."""
+    from cachekit.plugin_manager import load_plugins
+
     pm = load_plugins()
-    rows = []
-    for name, plugin in pm.list_name_plugin():
-        hooks = sorted(caller.name.removeprefix("cachekit_") for caller in pm.get_hookcallers(plugin) or [])
-        doc = (getattr(plugin, "__doc__", "") or "").strip().splitlines()
-        rows.append((name, ", ".join(hooks), doc[0] if doc else ""))
+    plugins = [
+        (name, sorted(caller.name.removeprefix("cachekit_") for caller in pm.get_hookcallers(plugin) or []), plugin)
+        for name, plugin in pm.list_name_plugin()
+    ]
+    name_width = max(len("plugin"), *(len(name) for name, _, _ in plugins))
+    room = max(COLUMN_WIDTH, shutil.get_terminal_size().columns - name_width - COLUMN_WIDTH - 4)
+    rows = [
+        (name, textwrap.fill(", ".join(hooks), COLUMN_WIDTH), textwrap.fill(_first_sentence(plugin.__doc__), room))
+        for name, hooks, plugin in plugins
+    ]
     print(_table(("plugin", "hooks", "description"), rows))
     return 0
 
 
 def policies_command(args: argparse.Namespace) -> int:
     """List policy kinds and their fields."""
+    from cachekit.policies.base import policy_kinds
+
     for kind, cls in sorted(policy_kinds().items()):
-        print(f"{kind}: {(cls.__doc__ or '').strip().splitlines()[0]}")
+        print(f"{kind}: {_first_sentence(cls.__doc__)}")
         rows = [
             (
                 name,
@@ -76,6 +103,11 @@ def _import_object(spec: str) -> Any:
 
 def inspect_command(args: argparse.Namespace) -> int:
     """Show the regions of each denoiser of a model with their share of the forward FLOPs."""
+    from cachekit.config import CacheConfig, load_config
+    from cachekit.engine.selection import find_denoisers, offered_regions
+    from cachekit.flops import region_flop_shares
+    from cachekit.plugin_manager import load_plugins
+
     target = _import_object(args.model)
     config = load_config(args.config) if args.config else CacheConfig()
     pm = load_plugins()
@@ -108,6 +140,8 @@ def inspect_command(args: argparse.Namespace) -> int:
 
 def schema_command(args: argparse.Namespace) -> int:
     """Print the JSON schema of the cache config."""
+    from cachekit.config import config_schema
+
     print(json.dumps(config_schema(), indent=2))
     return 0
 
@@ -143,8 +177,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("config", help="experiment config file (.yaml, .toml or .json)")
     demo = add("demo", run_command, "run the default experiment on the shipped digits model (offline)")
     demo.set_defaults(config=None)
-    for command, default in ((run, None), (demo, "cachekit-demo")):
-        command.add_argument("--out", default=default, help="output folder (run: default from the config)")
+    run.add_argument("--out", help="output folder (default: the config's output_dir, else runs/<name>)")
+    demo.add_argument("--out", default="cachekit-demo", help="output folder (default: %(default)s)")
+    for command in (run, demo):
         command.add_argument("--fresh", action="store_true", help="rerun every setting, ignoring earlier results")
         command.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser

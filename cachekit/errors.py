@@ -7,6 +7,7 @@ meaning, so ``except ValueError`` keeps working for callers who do not know cach
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Iterable
 
 
@@ -61,8 +62,13 @@ def did_you_mean(given: str, choices: Iterable[str]) -> str:
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
+def natural_key(text: str) -> list[str | int]:
+    """Sort key that orders the numbers inside names by value: ``branch2`` before ``branch10``."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", text)]
+
+
 def listing(choices: Iterable[str], limit: int = 40) -> str:
-    """Format choices for an error message, shortened past ``limit`` entries."""
-    items = sorted(choices)
+    """Format choices for an error message in natural order, shortened past ``limit`` entries."""
+    items = sorted(choices, key=natural_key)
     shown = ", ".join(repr(item) for item in items[:limit])
     return shown + (f", ... ({len(items) - limit} more)" if len(items) > limit else "")

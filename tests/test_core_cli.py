@@ -55,3 +55,27 @@ def test_errors_are_one_line_with_exit_status_2(argv, message, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"cachekit {argv[0]}: error:") and message in err
+
+
+def test_plugins_shows_each_first_sentence_whole_and_wrapped(capsys, monkeypatch):
+    import cachekit_dit
+
+    monkeypatch.setenv("COLUMNS", "120")
+    assert main(["plugins"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    start = lines[0].index("description")
+    described = " ".join(line[start:] for line in lines[2:]).split()
+    sentence = " ".join(cachekit_dit.__doc__.split("\n\n", 1)[0].split())
+    assert sentence.endswith("in the DiT paper's code.")
+    assert sentence in " ".join(described)
+    assert max(map(len, lines)) <= 120
+
+
+def test_demo_and_run_describe_their_own_out_folder(capsys):
+    helps = {}
+    for command in ("demo", "run"):
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+        helps[command] = " ".join(capsys.readouterr().out.split())
+    assert "--out OUT output folder (default: cachekit-demo)" in helps["demo"]
+    assert "--out OUT output folder (default: the config's output_dir, else runs/<name>)" in helps["run"]
