@@ -55,3 +55,12 @@ def test_errors_are_one_line_with_exit_status_2(argv, message, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"cachekit {argv[0]}: error:") and message in err
+
+
+def test_ctrl_c_in_any_command_is_one_line_and_exit_status_130(capsys, monkeypatch):
+    def interrupted():
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("cachekit.cli.load_plugins", interrupted)
+    assert main(["plugins"]) == 130
+    assert capsys.readouterr().err == "cachekit plugins: interrupted\n"

@@ -65,6 +65,12 @@ def assert_whole(out: Path) -> list[dict]:
     return rows
 
 
+def default_ctrl_c() -> None:
+    """SIGINT back to its default in the child: a shell's background job (CI) starts with it
+    ignored, and Python keeps an ignored SIGINT instead of raising KeyboardInterrupt."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def saved_rows(out: Path) -> int:
     try:
         return len(json.loads((out / "results.json").read_text(encoding="utf-8"))["rows"])
@@ -83,7 +89,14 @@ def test_a_run_killed_mid_setting_leaves_whole_files_and_a_rerun_finishes_it(
         "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "plugins"), os.environ.get("PYTHONPATH", "")]),
     }
     command = [sys.executable, "-m", "cachekit.cli", "run", str(config_file), "--out", str(out), "--quiet"]
-    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        command,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=default_ctrl_c,
+    )
     try:
         deadline = time.monotonic() + 120
         while saved_rows(out) == 0 and process.poll() is None and time.monotonic() < deadline:

@@ -92,6 +92,7 @@ def test_files_are_written(sweep):
         "calls",
         "flops_share",
     ]
+    assert header[9:13] == ["baseline_seconds", "speedup_min", "speedup_max", "noisy"]
     for name in ("none", "uniform_interval=2_branch0", "none_seeds_B"):
         assert (out / "grids" / f"{name}.png").read_bytes().startswith(b"\x89PNG")
     assert (out / "pareto.png").read_bytes().startswith(b"\x89PNG")

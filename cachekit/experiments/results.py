@@ -22,18 +22,8 @@ from cachekit.experiments.atomic_file import atomic_path, write_text
 from cachekit.experiments.errors import ExperimentError
 from cachekit.experiments.speedup import SPEED_COLUMNS
 
-ROW_HEAD = (
-    "setting",
-    "policy",
-    "regions",
-    "samples",
-    "loop_seconds",
-    "speedup",
-    "refreshes",
-    "calls",
-    "flops_share",
-    *SPEED_COLUMNS,
-)
+_HEAD = ("setting", "policy", "regions", "samples", "loop_seconds", "speedup", "refreshes", "calls", "flops_share")
+ROW_HEAD = _HEAD + SPEED_COLUMNS
 """The first columns of every row, in order; the metrics follow, then ``fingerprint``."""
 
 
@@ -73,9 +63,9 @@ class ExperimentResults:
             return None
         names = ", ".join(repr(name) for name in self.noisy)
         return (
-            f"noisy timing: {names} ran faster than their FLOPs allow (marked noisy, left off the Pareto front): "
-            "the machine was too busy to time them; rerun on an idle machine with --fresh "
-            "(or raise timing.repeats)"
+            f"noisy timing: {names} beat the FLOP ceiling by more than the spread of the timing (marked noisy, "
+            "left off the Pareto front): the machine was too busy to time; rerun on an idle machine with --fresh, "
+            "or raise timing.repeats"
         )
 
     def where(self) -> str:
