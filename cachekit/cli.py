@@ -22,6 +22,9 @@ from cachekit.errors import CachekitError, ConfigError
 COLUMN_WIDTH = 40
 """Where ``cachekit plugins`` wraps hook names, and the least width a description gets."""
 
+INTERRUPTED = 130
+"""Exit status after Ctrl-C (128 + SIGINT), as shells report it."""
+
 
 def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     """Columns padded to their widest line; a cell of several lines makes its row that tall."""
@@ -147,12 +150,34 @@ def schema_command(args: argparse.Namespace) -> int:
 
 
 def run_command(args: argparse.Namespace) -> int:
-    """Run an experiment config (``demo``: the default one); print the table and where files are."""
-    from cachekit.experiments import DEMO_EXPERIMENT, run_experiment
+    """Run an experiment config (``demo``: the default one); print the table and where files are.
+
+    Says first which settings an earlier run saved (they are skipped). Ctrl-C stops the run
+    with one line saying how many settings are saved; running again continues from there.
+    """
+    from cachekit.experiments import DEMO_EXPERIMENT, ExperimentRunner
 
     config = DEMO_EXPERIMENT if args.config is None else args.config
-    results = run_experiment(config, args.out, fresh=args.fresh, progress=not args.quiet)
-    print(_table(*results.table()) + "\n\n" + results.where())
+    runner = ExperimentRunner(config, args.out, fresh=args.fresh, progress=not args.quiet)
+    plan = runner.plan
+    if plan.done:
+        names = ", ".join(repr(name) for name in plan.done)
+        print(
+            f"skipping {len(plan.done)} of {len(plan.settings)} settings saved in {runner.output_dir} "
+            f"by an earlier run: {names} (--fresh runs them again)",
+            file=sys.stderr,
+        )
+    try:
+        results = runner.run()
+    except KeyboardInterrupt:
+        print(
+            f"interrupted: {len(runner.rows)} of {len(plan.settings)} settings saved in {runner.output_dir}; "
+            "run again to continue",
+            file=sys.stderr,
+        )
+        return INTERRUPTED
+    note = results.noise_note()
+    print(_table(*results.table()) + "\n\n" + (f"{note}\n" if note else "") + results.where())
     return 0
 
 
@@ -193,6 +218,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CachekitError as error:
         print(f"cachekit {args.command}: error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"cachekit {args.command}: interrupted", file=sys.stderr)
+        return INTERRUPTED
 
 
 if __name__ == "__main__":

@@ -18,11 +18,14 @@ from typing import Annotated, Any, Literal, TypeVar, Union
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError, create_model, field_validator
 
-from cachekit.errors import ConfigError, did_you_mean
+from cachekit.errors import ConfigError, did_you_mean, listing
 from cachekit.plugin_manager import load_plugins
 from cachekit.policies.base import Policy, parse_policy, policy_kinds
 from cachekit.policies.uniform import UniformPolicy
 from cachekit.reuse.forecaster import FORECASTERS
+
+CONFIG_SUFFIXES = (".yaml", ".yml", ".toml", ".json")
+"""The suffixes of config files :func:`read_mapping` reads."""
 
 
 class _PolicyErrors(ConfigError):
@@ -94,6 +97,7 @@ class CacheConfig(BaseModel):
     )
 
     _policy = field_validator("policy", mode="before")(lambda cls, value: _policy_field(value))
+    _regions = field_validator("regions", mode="before")(lambda cls, value: region_names(value))
 
     @field_validator("forecast")
     @classmethod
@@ -119,6 +123,22 @@ class CacheConfig(BaseModel):
     def policy_for(self, denoiser: str, region: str) -> Policy:
         """The policy of ``region`` in ``denoiser``: region override, denoiser override, default."""
         return self.region_policies.get(region) or self.denoiser_policies.get(denoiser) or self.policy
+
+
+def region_names(value: Any, declare: str = "declare") -> Any:
+    """``value`` unchanged, unless it lists a mapping: a region given by module paths, which
+    belongs under ``declare`` (the key as the config spells it) and is named in ``regions``."""
+    if not isinstance(value, (list, tuple)):
+        return value
+    given = next((item for item in value if isinstance(item, Mapping)), None)
+    if given is None:
+        return value
+    spec = ", ".join(f"{key}: {item}" for key, item in given.items())
+    name = given.get("name", "NAME")
+    raise ValueError(
+        f"regions lists names only; a region given by module paths goes under '{declare}' and is named in "
+        f"'regions': {declare}: [{{{spec}}}] and regions: [{name}]"
+    )
 
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
@@ -235,11 +255,28 @@ def load_config(source: CacheConfig | Mapping[str, Any] | str | Path | Policy | 
         return validate(CacheConfig, dict(source))
     if isinstance(source, str) and source in policy_kinds():
         return validate(CacheConfig, {"policy": {"kind": source}}, f"policy kind {source!r}")
+    if isinstance(source, str) and _names_a_kind(source):
+        kinds = policy_kinds()
+        raise ConfigError(
+            f"unknown policy kind {source!r}{did_you_mean(source, kinds)}; known kinds: {listing(kinds)}. "
+            f"No file {source!r} exists either: a config file is given by its path, ending in "
+            f"{', '.join(CONFIG_SUFFIXES)}"
+        )
     if isinstance(source, (str, Path)):
         return validate(CacheConfig, read_mapping(source), repr(str(source)))
     raise ConfigError(
         f"cannot read a cachekit config from {type(source).__name__}; give a CacheConfig, a mapping, "
         "a policy, a policy kind name or a path to a .yaml/.toml/.json file"
+    )
+
+
+def _names_a_kind(source: str) -> bool:
+    """Whether ``source`` reads as a policy kind name rather than a file path: no such file, no
+    path separator and no config file suffix."""
+    return (
+        not Path(source).exists()
+        and not any(separator in source for separator in ("/", "\\"))
+        and Path(source).suffix.lower() not in CONFIG_SUFFIXES
     )
 
 

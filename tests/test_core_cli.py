@@ -79,3 +79,12 @@ def test_demo_and_run_describe_their_own_out_folder(capsys):
         helps[command] = " ".join(capsys.readouterr().out.split())
     assert "--out OUT output folder (default: cachekit-demo)" in helps["demo"]
     assert "--out OUT output folder (default: the config's output_dir, else runs/<name>)" in helps["run"]
+
+
+def test_ctrl_c_in_any_command_is_one_line_and_exit_status_130(capsys, monkeypatch):
+    def interrupted():
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("cachekit.plugin_manager.load_plugins", interrupted)
+    assert main(["plugins"]) == 130
+    assert capsys.readouterr().err == "cachekit plugins: interrupted\n"

@@ -190,3 +190,29 @@ def test_schema_lists_every_policy_kind():
     for kind in ("uniform", "nonuniform", "similarity"):
         assert f'"const": "{kind}"' in schema or f'"{kind}"' in schema
     assert "DeclaredRegion" in schema and "region_policies" in schema
+
+
+def test_a_misspelt_policy_kind_is_not_taken_for_a_missing_file():
+    with pytest.raises(ConfigError) as error:
+        cachekit.enable(tiny_transformer(), "similarty")
+    message = str(error.value)
+    assert message.startswith("unknown policy kind 'similarty' (did you mean 'similarity'?); known kinds: ")
+    assert "does not exist" not in message and ".yaml, .yml, .toml, .json" in message
+    for path in ("similarty.yaml", "configs/similarty"):  # a config suffix or a folder: a file was meant
+        with pytest.raises(ConfigError, match=f"config file '{path}' does not exist"):
+            load_config(path)
+
+
+def test_a_file_named_like_a_policy_kind_is_read_as_a_file(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "mine").write_text("policy: uniform\n")
+    with pytest.raises(ConfigError, match="config file 'mine': unknown suffix ''"):
+        load_config("mine")
+
+
+def test_a_region_given_by_module_paths_inside_regions_points_to_declare():
+    with pytest.raises(ConfigError) as error:
+        load_config({"regions": [{"name": "m", "entry": "blocks.1"}]})
+    message = str(error.value)
+    assert "regions: regions lists names only; a region given by module paths goes under 'declare'" in message
+    assert "declare: [{name: m, entry: blocks.1}] and regions: [m]" in message and "valid string" not in message

@@ -70,6 +70,10 @@ def test_an_entry_without_grid_is_one_setting_and_regions_can_be_swept():
             {"kind": "similarity", "threshold": 0.1, "interval": 2},
             "keys allowed here: 'branch', 'cache', 'forecast', 'grid'",
         ),
+        (
+            {"regions": [{"name": "m", "entry": "blocks.1"}]},
+            "goes under 'cache.declare' and is named in 'regions': cache.declare: [{name: m, entry: blocks.1}]",
+        ),
     ],
 )
 def test_bad_policy_entries_name_the_entry_and_what_is_allowed(entry, message):

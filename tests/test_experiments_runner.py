@@ -7,6 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from cachekit_diffusers.calling import DiffusersCaller
 from cachekit_diffusers.loading import load_pretrained
 from cachekit_digits.loading import BUILDERS
 
@@ -91,6 +92,7 @@ def test_files_are_written(sweep):
         "calls",
         "flops_share",
     ]
+    assert header[9:13] == ["baseline_seconds", "speedup_min", "speedup_max", "noisy"]
     for name in ("none", "uniform_interval=2_branch0", "none_seeds_B"):
         assert (out / "grids" / f"{name}.png").read_bytes().startswith(b"\x89PNG")
     assert (out / "pareto.png").read_bytes().startswith(b"\x89PNG")
@@ -191,6 +193,33 @@ def test_missing_models_and_bad_names_are_clear_errors(tmp_path):
         run_experiment({**tiny_unet({"interval": 2}), "model": {"builder": "tiny-unte"}}, tmp_path, progress=False)
     with pytest.raises(RegionNotFoundError, match="region 'branch9' is not a region of UNet2DModel"):
         run_experiment(tiny_unet({"interval": 2, "branch": 9}), tmp_path, progress=False)
+
+
+@pytest.mark.parametrize(
+    ("entry", "error", "message"),
+    [
+        ({"interval": 2, "branch": 9}, RegionNotFoundError, r"region 'branch9' is not a region of UNet2DModel"),
+        (
+            {"interval": 2, "branch": 0, "cache": {"region_policies": {"branch1": "uniform"}}},
+            ConfigError,
+            r"region_policies names 'branch1', not a selected region",
+        ),
+        (
+            {"interval": 2, "branch": 0, "cache": {"denoiser_policies": {"transformer": "uniform"}}},
+            ConfigError,
+            r"denoiser_policies names 'transformer'",
+        ),
+        ({"interval": 2, "cache": {"denoisers": ["transformer"]}}, LookupError, r"denoiser 'transformer' is not in"),
+    ],
+    ids=["region", "region policy", "denoiser policy", "denoiser"],
+)
+def test_names_the_model_lacks_fail_before_anything_samples(tmp_path, monkeypatch, entry, error, message):
+    calls = []
+    monkeypatch.setattr(DiffusersCaller, "__call__", lambda self, pipeline, request: calls.append(request))
+    config = tiny_unet({"interval": 3, "branch": 0}, entry)  # the bad setting comes second
+    with pytest.raises(error, match=r"setting '.*': " + message):
+        run_experiment(config, tmp_path, progress=False)
+    assert calls == [] and not (tmp_path / "results.json").exists()
 
 
 def test_the_plot_metric_must_be_one_that_was_measured(tmp_path):

@@ -14,6 +14,7 @@ from cachekit.experiments.config import (
     ExperimentConfig,
     PlotSpec,
     SamplingSpec,
+    TimingSpec,
     load_experiment,
 )
 from cachekit.experiments.entries import PolicyEntry, Setting
@@ -42,6 +43,7 @@ __all__ = [
     "SampleScorer",
     "SamplingSpec",
     "Setting",
+    "TimingSpec",
     "load_experiment",
     "named_models",
     "run_experiment",

@@ -29,13 +29,16 @@ NOISE_FLOOR = "none (seeds B)"
 DEMO_EXPERIMENT: dict[str, Any] = {
     "name": "demo",
     "model": {"source": "digits-unet"},
-    "sampling": {"steps": 50, "num_samples": 128, "batch_size": 64},
+    "sampling": {"steps": 50, "num_samples": 128, "batch_size": 16},
     "policies": [
         {"grid": {"interval": [2, 3, 5]}, "branch": 0},
         {"kind": "nonuniform", "interval": 5, "center": 10, "power": 2.0, "branch": 0},
     ],
 }
-"""The experiment ``cachekit demo`` runs: DeepCache's schedules on the shipped digits UNet, DDIM 50 steps."""
+"""The experiment ``cachekit demo`` runs: DeepCache's schedules on the shipped digits UNet, DDIM 50 steps.
+
+Batches of 16: each setting's speedup is timed on its first batch in interleaved rounds, so a
+small batch keeps the demo short."""
 
 
 class SamplingSpec(BaseModel):
@@ -79,6 +82,37 @@ class SamplingSpec(BaseModel):
         return list(range(start, start + len(seeds)))
 
 
+class TimingSpec(BaseModel):
+    """How speedups are measured: interleaved rounds of one batch, on CPU time or CUDA events."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    repeats: int = Field(
+        3,
+        ge=3,
+        description=(
+            "Timed rounds of the first batch of each setting, uncached and cached in turn (A B A B ...); "
+            "the speedup is their median, shown with the min-max spread of the rounds."
+        ),
+    )
+    threads: int = Field(
+        1,
+        ge=1,
+        description=(
+            "Torch CPU threads for the whole run. With one, a loop is timed by the sampling thread's CPU "
+            "time; with more, by the process's."
+        ),
+    )
+    ceiling_margin: float = Field(
+        0.1,
+        ge=0,
+        description=(
+            "How far (a fraction) a speedup may exceed its FLOP ceiling (1 / FLOPs share), beyond its "
+            "spread, before it is marked noisy: skipped modules also save per-call overhead FLOPs do not count."
+        ),
+    )
+
+
 class PlotSpec(BaseModel):
     """What the speed-fidelity plot shows."""
 
@@ -99,6 +133,7 @@ class ExperimentConfig(BaseModel):
     output_dir: str | None = Field(None, description="Where results go (default: 'runs/<name>'; --out overrides).")
     model: ModelSpec = Field(description="The model to sample from.")
     sampling: SamplingSpec = Field(default_factory=SamplingSpec, description="Steps, seeds, batch and inputs.")
+    timing: TimingSpec = Field(default_factory=TimingSpec, description="How speedups are measured.")
     policies: list[PolicyEntry] = Field(min_length=1, description="Settings to compare with the baseline.")
     plot: PlotSpec = Field(default_factory=PlotSpec, description="The speed-fidelity plot and sample grids.")
 

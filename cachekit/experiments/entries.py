@@ -26,7 +26,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, TypeAdapter, field_validator, model_validator
 from typing_extensions import TypedDict
 
-from cachekit.config import CacheConfig, validate
+from cachekit.config import CacheConfig, region_names, validate
 from cachekit.errors import did_you_mean, listing
 from cachekit.experiments.entry_key import EntryKey
 from cachekit.experiments.errors import ExperimentError
@@ -67,7 +67,7 @@ class PolicyEntry(BaseModel):
     @field_validator("regions", mode="before")
     @classmethod
     def _one_region(cls, value: Any) -> Any:
-        return [value] if isinstance(value, str) else value
+        return [value] if isinstance(value, str) else region_names(value, declare="cache.declare")
 
     @field_validator("grid")
     @classmethod

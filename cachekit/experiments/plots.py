@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from cachekit.errors import CachekitError
+from cachekit.experiments.atomic_file import atomic_path
 
 
 def pyplot() -> Any:
@@ -52,15 +53,15 @@ def save_grid(images: torch.Tensor, path: Path, min_side: int = 64) -> None:
     """
     if images.dim() != 4 or images.shape[1] not in (1, 3):
         return
-    path.parent.mkdir(parents=True, exist_ok=True)
     scale = max(1, min_side // max(images.shape[-2:]))
     images = images.repeat_interleave(scale, dim=-2).repeat_interleave(scale, dim=-1)
     grid = image_grid(images)
     plt = pyplot()
-    if grid.shape[-1] == 1:
-        plt.imsave(path, grid[..., 0], cmap="gray", vmin=0.0, vmax=1.0)
-    else:
-        plt.imsave(path, grid)
+    with atomic_path(path) as temporary:
+        if grid.shape[-1] == 1:
+            plt.imsave(temporary, grid[..., 0], cmap="gray", vmin=0.0, vmax=1.0)
+        else:
+            plt.imsave(temporary, grid)
 
 
 def pareto_front(points: Sequence[tuple[float, float]], higher_is_better: bool) -> list[int]:
@@ -78,6 +79,16 @@ def pareto_front(points: Sequence[tuple[float, float]], higher_is_better: bool) 
     return front[::-1]
 
 
+def front_rows(rows: Sequence[dict[str, Any]], metric: str, higher_is_better: bool) -> list[dict[str, Any]]:
+    """The rows on the Pareto front of speedup against ``metric``, by increasing speed.
+
+    Rows marked ``noisy`` (a speedup their FLOPs cannot reach: a busy machine's timing) are
+    left off; every row given must have a finite speedup and ``metric``.
+    """
+    timed = [row for row in rows if not row.get("noisy")]
+    return [timed[i] for i in pareto_front([(row["speedup"], row[metric]) for row in timed], higher_is_better)]
+
+
 def policy_kind(row: dict[str, Any]) -> str:
     """The policy kind of a result row (``none`` for the uncached runs)."""
     policy = row.get("policy", "none")
@@ -89,40 +100,77 @@ def save_pareto(
 ) -> None:
     """Plot speedup against ``metric`` for every row that has both, marking the Pareto front.
 
-    Points are coloured by policy kind and the front's points are labelled with their
-    setting names. The row named ``noise_floor`` (the baseline on other seeds) is drawn as a
-    band from the baseline's value to its own: differences inside the band are run-to-run
+    Points are coloured by policy kind, with error bars from the speedup's min-max spread
+    (``speedup_min``, ``speedup_max``), and the front's points are labelled with their setting
+    names. Rows marked ``noisy`` (a speedup above what their FLOPs allow) are drawn hollow and
+    left off the front. The row named ``noise_floor`` (the baseline on other seeds) is drawn as
+    a band from the baseline's value to its own: differences inside the band are run-to-run
     noise. A metric spanning more than a factor 20 gets a log axis.
     """
     usable = [row for row in rows if _finite(row.get("speedup")) and _finite(row.get(metric))]
     noise = [row[metric] for row in usable if row["setting"] == noise_floor]
     usable = [row for row in usable if row["setting"] != noise_floor]
+    timed = [row for row in usable if not row.get("noisy")]
+    noisy = [row for row in usable if row.get("noisy")]
     plt = pyplot()
     figure, axes = plt.subplots(figsize=(8, 5))
     if noise and usable:
         low, high = sorted((usable[0][metric], noise[0]))
         axes.axhspan(low, high, color="tab:gray", alpha=0.25, label="run-to-run noise (baseline, two seed sets)")
-    for kind in dict.fromkeys(policy_kind(row) for row in usable):
-        group = [row for row in usable if policy_kind(row) == kind]
-        axes.scatter([r["speedup"] for r in group], [r[metric] for r in group], label=kind, zorder=2, alpha=0.8)
+    for kind in dict.fromkeys(policy_kind(row) for row in timed):
+        group = [row for row in timed if policy_kind(row) == kind]
+        points = axes.scatter(
+            [r["speedup"] for r in group], [r[metric] for r in group], label=kind, zorder=2, alpha=0.8
+        )
+        _spread_bars(axes, group, metric, points.get_facecolor()[0])
+    if noisy:
+        axes.scatter(
+            [r["speedup"] for r in noisy],
+            [r[metric] for r in noisy],
+            facecolors="none",
+            edgecolors="tab:gray",
+            zorder=2,
+            label="noisy timing (off the front)",
+        )
+        _spread_bars(axes, noisy, metric, "tab:gray")
+    front = front_rows(usable, metric, higher_is_better)
+    if front:
+        axes.plot(
+            [r["speedup"] for r in front], [r[metric] for r in front], color="tab:red", zorder=3, label="Pareto front"
+        )
+        for row in front:
+            point = (row["speedup"], row[metric])
+            axes.annotate(row["setting"], point, textcoords="offset points", xytext=(5, 4), fontsize=7)
     if usable:
-        points = [(row["speedup"], row[metric]) for row in usable]
-        front = pareto_front(points, higher_is_better)
-        axes.plot(*zip(*(points[i] for i in front), strict=True), color="tab:red", zorder=3, label="Pareto front")
-        for index in front:
-            axes.annotate(
-                usable[index]["setting"], points[index], textcoords="offset points", xytext=(5, 4), fontsize=7
-            )
-        values = [y for _, y in points]
+        values = [row[metric] for row in usable]
         if min(values) > 0 and max(values) > 20 * min(values):
             axes.set_yscale("log")
     axes.legend(loc="best", fontsize=8)
     axes.set_xlabel("speedup of the denoising loop (x)")
     axes.set_ylabel(f"{metric} ({'higher' if higher_is_better else 'lower'} is better)")
     axes.grid(alpha=0.3)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=120, bbox_inches="tight")
+    with atomic_path(path) as temporary:
+        figure.savefig(temporary, dpi=120, bbox_inches="tight")
     plt.close(figure)
+
+
+def _spread_bars(axes: Any, rows: Sequence[dict[str, Any]], metric: str, color: Any) -> None:
+    """Horizontal error bars from each row's ``speedup_min`` to its ``speedup_max``, where measured."""
+    measured = [row for row in rows if _finite(row.get("speedup_min")) and _finite(row.get("speedup_max"))]
+    if not measured:
+        return
+    below = [row["speedup"] - row["speedup_min"] for row in measured]
+    above = [row["speedup_max"] - row["speedup"] for row in measured]
+    axes.errorbar(
+        [row["speedup"] for row in measured],
+        [row[metric] for row in measured],
+        xerr=[below, above],
+        fmt="none",
+        ecolor=color,
+        elinewidth=1,
+        capsize=2,
+        zorder=1,
+    )
 
 
 def _finite(value: Any) -> bool:

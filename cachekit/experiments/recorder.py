@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -10,21 +9,22 @@ from typing import Any
 
 import torch
 
+from cachekit.experiments.loop_timer import LoopTimer
+
 
 @dataclass
 class LoopRecorder:
     """Times the denoising loop and keeps each denoiser's first call, through forward hooks.
 
     The loop of one pipeline call runs from the first denoiser call's start to the last
-    one's end, so text encoding and VAE decoding are not counted.
+    one's end, so text encoding and VAE decoding are not counted; ``timer`` measures it.
     """
 
     modules: dict[str, torch.nn.Module]
-    synchronize: Callable[[], None] = field(default=lambda: None)
+    timer: LoopTimer
     first_inputs: dict[str, tuple[tuple[Any, ...], dict[str, Any]]] = field(default_factory=dict)
     calls: dict[str, int] = field(default_factory=dict)
-    _start: float | None = None
-    _end: float | None = None
+    _running: bool = False
 
     @contextmanager
     def installed(self) -> Iterator[LoopRecorder]:
@@ -41,23 +41,21 @@ class LoopRecorder:
 
     def _before(self, name: str) -> Callable[..., None]:
         def before(module: torch.nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-            if self._start is None:
-                self.synchronize()
-                self._start = time.perf_counter()
+            if not self._running:
+                self.timer.start()
+                self._running = True
             self.first_inputs.setdefault(name, (args, kwargs))
             self.calls[name] = self.calls.get(name, 0) + 1
 
         return before
 
     def _after(self, *_: Any) -> None:
-        self.synchronize()
-        self._end = time.perf_counter()
+        self.timer.stop()
 
     def lap(self) -> float:
         """Seconds of the loop since the last lap; 0 when no denoiser ran."""
-        seconds = 0.0 if self._start is None or self._end is None else self._end - self._start
-        self._start = self._end = None
-        return seconds
+        self._running = False
+        return self.timer.lap()
 
 
 @dataclass
@@ -69,11 +67,6 @@ class SettingRun:
     """Seconds of the denoising loop of each pipeline call (each batch), in order."""
     calls: dict[str, int]
     first_inputs: dict[str, tuple[tuple[Any, ...], dict[str, Any]]]
-
-    @property
-    def loop_seconds(self) -> float:
-        """Seconds of every denoising loop together."""
-        return sum(self.laps)
 
     @property
     def generations(self) -> int:

@@ -2,7 +2,8 @@
 
 The output folder holds ``results.json`` (the rows with the model and sampling sections),
 ``results.csv`` (the rows), ``samples/<setting>.pt`` (every sample, so that a rerun compares
-against the same baseline), ``grids/<setting>.png`` and ``pareto.png``.
+against the same baseline), ``grids/<setting>.png`` and ``pareto.png``. Each is written
+atomically (:mod:`cachekit.experiments.atomic_file`): a killed run never leaves one half written.
 """
 
 from __future__ import annotations
@@ -17,7 +18,12 @@ from typing import Any
 
 import torch
 
-ROW_HEAD = ("setting", "policy", "regions", "samples", "loop_seconds", "speedup", "refreshes", "calls", "flops_share")
+from cachekit.experiments.atomic_file import atomic_path, write_text
+from cachekit.experiments.errors import ExperimentError
+from cachekit.experiments.speedup import SPEED_COLUMNS
+
+_HEAD = ("setting", "policy", "regions", "samples", "loop_seconds", "speedup", "refreshes", "calls", "flops_share")
+ROW_HEAD = _HEAD + SPEED_COLUMNS
 """The first columns of every row, in order; the metrics follow, then ``fingerprint``."""
 
 
@@ -36,7 +42,7 @@ class ExperimentResults:
         body = [
             [
                 row["setting"],
-                _fmt(row["speedup"], "{:.2f}x"),
+                _speedup_cell(row),
                 _fmt(row["refreshes"], "{:.1f}"),
                 _fmt(row["flops_share"], "{:.0%}"),
                 *(_fmt(row.get(key)) for key in columns),
@@ -44,6 +50,23 @@ class ExperimentResults:
             for row in self.rows
         ]
         return headers, body
+
+    @property
+    def noisy(self) -> list[str]:
+        """The settings whose speedup beat their FLOP ceiling by more than its spread (see
+        :mod:`cachekit.experiments.speedup`): timed on a machine too busy, and left off the Pareto front."""
+        return [row["setting"] for row in self.rows if row.get("noisy")]
+
+    def noise_note(self) -> str | None:
+        """One line saying which settings were timed too noisily and what to do, or ``None``."""
+        if not self.noisy:
+            return None
+        names = ", ".join(repr(name) for name in self.noisy)
+        return (
+            f"noisy timing: {names} beat the FLOP ceiling by more than the spread of the timing (marked noisy, "
+            "left off the Pareto front): the machine was too busy to time; rerun on an idle machine with --fresh, "
+            "or raise timing.repeats"
+        )
 
     def where(self) -> str:
         """Where the result files are, for the end of ``cachekit run``."""
@@ -92,9 +115,8 @@ class ResultFiles:
 
     def save_samples(self, setting: str, images: torch.Tensor) -> None:
         """Save every sample of ``setting``."""
-        path = self.samples(setting)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        torch.save(images.contiguous(), path)
+        with atomic_path(self.samples(setting)) as path:
+            torch.save(images.contiguous(), path)
 
     def load_samples(self, setting: str) -> torch.Tensor:
         """The samples of ``setting`` saved by :meth:`save_samples`."""
@@ -104,18 +126,23 @@ class ResultFiles:
         """The rows of ``results.json`` by setting, when it holds the same model and sampling (``fingerprint``)."""
         if not self.results_json.is_file():
             return {}
-        saved = json.loads(self.results_json.read_text(encoding="utf-8"))
-        if saved.get("fingerprint") != fingerprint:
+        try:
+            saved = json.loads(self.results_json.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as error:
+            raise ExperimentError(
+                f"cannot read the earlier results {str(self.results_json)!r} ({error}); "
+                "delete the file or run with --fresh to start over"
+            ) from None
+        if not isinstance(saved, dict) or saved.get("fingerprint") != fingerprint:
             return {}
         return {row["setting"]: row for row in saved.get("rows", [])}
 
     def write(self, results: ExperimentResults, header: dict[str, Any]) -> None:
         """Write ``results.json`` (``header``, the fidelity metric and the rows) and ``results.csv``."""
-        self.folder.mkdir(parents=True, exist_ok=True)
         document = {**header, "fidelity_metric": results.fidelity_metric, "rows": results.rows}
-        self.results_json.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+        write_text(self.results_json, json.dumps(document, indent=2) + "\n")
         columns = list(dict.fromkeys(key for row in results.rows for key in row))
-        with self.results_csv.open("w", newline="", encoding="utf-8") as handle:
+        with atomic_path(self.results_csv) as path, path.open("w", newline="", encoding="utf-8") as handle:
             writer = csv.DictWriter(handle, fieldnames=columns)
             writer.writeheader()
             writer.writerows(results.rows)
@@ -129,6 +156,14 @@ def slug(name: str) -> str:
 def digest(data: Any) -> str:
     """A short, stable fingerprint of JSON-able ``data``: equal data, equal digest."""
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _speedup_cell(row: dict[str, Any]) -> str:
+    """``2.02x (1.95-2.10)``: the median and the spread of a cached setting; ``noisy`` appended when flagged."""
+    cell = _fmt(row["speedup"], "{:.2f}x")
+    if row.get("policy") != "none" and row.get("speedup_min") is not None:
+        cell += f" ({row['speedup_min']:.2f}-{row['speedup_max']:.2f})"
+    return cell + (" noisy" if row.get("noisy") else "")
 
 
 def _fmt(value: Any, pattern: str = "{:.4g}") -> str:
