@@ -70,12 +70,16 @@ def register_probe(name: str, probe: Probe) -> None:
     PROBES.add(name, probe)
 
 
-def row_drift(probe: torch.Tensor, previous: torch.Tensor) -> torch.Tensor:
-    """``mean|p - q| / mean|q|`` of each batch row, in float32, as a CPU tensor (one host sync).
+def row_drift(probe: torch.Tensor, previous: torch.Tensor) -> float | torch.Tensor:
+    """``mean|p - q| / mean|q|`` of each batch row, in float32 (one host sync).
 
-    A probe without a batch dimension counts as one row.
+    One row (or a probe without a batch dimension) gives a float; more rows a CPU tensor
+    with one value per row.
     """
-    rows = probe.float().reshape(probe.shape[0] if probe.dim() else 1, -1)
-    before = previous.float().reshape(rows.shape)
-    scale = before.abs().mean(dim=1).clamp_min(torch.finfo(torch.float32).tiny)
-    return ((rows - before).abs().mean(dim=1) / scale).cpu()
+    tiny = torch.finfo(torch.float32).tiny
+    if probe.dim() == 0 or probe.shape[0] == 1:
+        before = previous.float()
+        return float((probe.float() - before).abs().mean() / before.abs().mean().clamp_min(tiny))
+    rows = probe.float().flatten(1)
+    before = previous.float().flatten(1)
+    return ((rows - before).abs().mean(dim=1) / before.abs().mean(dim=1).clamp_min(tiny)).cpu()

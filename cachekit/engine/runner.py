@@ -138,8 +138,7 @@ class RegionRunner:
         probe = self.probe.measure(entry_inputs, self.watched).detach()
         previous = state.previous_probe
         if previous is not None and previous.shape == probe.shape:
-            drift = row_drift(probe, previous)
-            self.policy.observe(state.policy, float(drift) if len(drift) == 1 else drift)  # one row: plain floats
+            self.policy.observe(state.policy, row_drift(probe, previous))
         state.previous_probe = probe
 
     def _partial(
