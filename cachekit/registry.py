@@ -34,10 +34,6 @@ class Registry(Generic[T]):
             warnings.warn(f"{self.what} {name!r} re-registered by {entry!r}", stacklevel=3)
         self._entries[name] = entry
 
-    def remove(self, name: str) -> None:
-        """Forget ``name`` (for tests that register an entry for one test)."""
-        self._entries.pop(name, None)
-
     def get(self, name: object) -> T:
         """The entry registered as ``name``, or a :class:`ConfigError` listing the known names."""
         if isinstance(name, str) and name in self._entries:
@@ -64,9 +60,3 @@ class Registry(Generic[T]):
     def items(self) -> dict[str, T]:
         """A copy of the entries by name."""
         return dict(self._entries)
-
-    def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and name in self._entries
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self.names())

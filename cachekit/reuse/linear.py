@@ -94,8 +94,9 @@ class LinearForecast(Forecaster):
         if self.previous is None:
             return self.latest
         s1, s0 = _common(self.latest_step), _common(self.previous_step)
-        if s1 is not None and s0 is not None:
-            return self.latest if math.isnan(s0) else extrapolate(self.latest, self.previous, (step - s1) / (s1 - s0))
+        if s1 is not None and s0 is not None:  # every row refreshed at the same steps
+            ratio = None if math.isnan(s0) else forecast_ratio(step, s0, s1)
+            return self.latest if ratio is None else extrapolate(self.latest, self.previous, ratio)
         size = next(len(s) for s in (self.latest_step, self.previous_step) if isinstance(s, torch.Tensor))
         latest, previous = _rows(self.latest_step, size), _rows(self.previous_step, size)
         return extrapolate(self.latest, self.previous, (step - latest) / (latest - previous))
