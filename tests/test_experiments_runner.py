@@ -93,6 +93,7 @@ def test_files_are_written(sweep):
         "flops_share",
     ]
     assert header[9:13] == ["baseline_seconds", "speedup_min", "speedup_max", "noisy"]
+    assert header[13] == "forecast"
     for name in ("none", "uniform_interval=2_branch0", "none_seeds_B"):
         assert (out / "grids" / f"{name}.png").read_bytes().startswith(b"\x89PNG")
     assert (out / "pareto.png").read_bytes().startswith(b"\x89PNG")
@@ -288,3 +289,38 @@ def test_a_local_folder_loads_through_from_pretrained_with_the_scheduler_asked_f
     message = r"'DDIMSchedular' is not a diffusers Scheduler class \(did you mean 'DDIMScheduler'\?\)"
     with pytest.raises(ConfigError, match=message):
         load_pretrained(ModelSpec(source=str(folder), scheduler="DDIMSchedular"))
+
+
+def test_the_plot_gives_forecasting_settings_their_own_legend_entry_and_says_when_noise_is_unknown(
+    tmp_path, monkeypatch
+):
+    from cachekit.experiments import plots
+
+    def row(name, forecast, speedup, fd):
+        policy = json.dumps({"kind": "uniform", "interval": 3})
+        return {"setting": name, "policy": policy, "forecast": forecast, "speedup": speedup, "fd": fd}
+
+    rows = [row("a", "none", 2.0, 50.0), row("b", "linear", 2.0, 40.0), row("c", "none", 3.0, 70.0)]
+    assert [plots.legend_group(r) for r in rows] == ["uniform", "uniform, forecast linear", "uniform"]
+    drawn = {}
+    real = plots.pyplot
+
+    def keep(*args, **kwargs):
+        plt = real()
+        original = plt.subplots
+
+        def subplots(*a, **k):
+            figure, axes = original(*a, **k)
+            drawn["axes"] = axes
+            return figure, axes
+
+        monkeypatch.setattr(plt, "subplots", subplots)
+        return plt
+
+    monkeypatch.setattr(plots, "pyplot", keep)
+    plots.save_pareto(rows, "fd", False, tmp_path / "p.png")
+    labels = [text.get_text() for text in drawn["axes"].get_legend().get_texts()]
+    assert "uniform, forecast linear" in labels and "uniform" in labels
+    assert "no noise band" in drawn["axes"].get_title()
+    offsets = [annotation.xyann for annotation in drawn["axes"].texts]
+    assert len(set(offsets)) == len(offsets)  # neighbouring labels never sit at the same offset

@@ -95,6 +95,12 @@ def policy_kind(row: dict[str, Any]) -> str:
     return "none" if policy == "none" else str(json.loads(policy).get("kind", "?"))
 
 
+def legend_group(row: dict[str, Any]) -> str:
+    """A row's legend entry: its policy kind, and its forecaster when it forecasts."""
+    forecast = row.get("forecast", "none")
+    return policy_kind(row) if forecast in ("none", None) else f"{policy_kind(row)}, forecast {forecast}"
+
+
 def save_pareto(
     rows: Sequence[dict[str, Any]], metric: str, higher_is_better: bool, path: Path, noise_floor: str | None = None
 ) -> None:
@@ -117,10 +123,11 @@ def save_pareto(
     if noise and usable:
         low, high = sorted((usable[0][metric], noise[0]))
         axes.axhspan(low, high, color="tab:gray", alpha=0.25, label="run-to-run noise (baseline, two seed sets)")
-    for kind in dict.fromkeys(policy_kind(row) for row in timed):
-        group = [row for row in timed if policy_kind(row) == kind]
+    for kind in dict.fromkeys(legend_group(row) for row in timed):
+        group = [row for row in timed if legend_group(row) == kind]
+        marker = "^" if "forecast" in kind else "o"  # forecasting settings stand apart in the legend
         points = axes.scatter(
-            [r["speedup"] for r in group], [r[metric] for r in group], label=kind, zorder=2, alpha=0.8
+            [r["speedup"] for r in group], [r[metric] for r in group], label=kind, zorder=2, alpha=0.8, marker=marker
         )
         _spread_bars(axes, group, metric, points.get_facecolor()[0])
     if noisy:
@@ -138,9 +145,15 @@ def save_pareto(
         axes.plot(
             [r["speedup"] for r in front], [r[metric] for r in front], color="tab:red", zorder=3, label="Pareto front"
         )
-        for row in front:
+        for index, row in enumerate(front):  # labels of neighbouring points step apart, so none overlaps
             point = (row["speedup"], row[metric])
-            axes.annotate(row["setting"], point, textcoords="offset points", xytext=(5, 4), fontsize=7)
+            offset = (6, 4 + 11 * (index % 3)) if index % 2 == 0 else (6, -10 - 11 * (index % 3))
+            axes.annotate(row["setting"], point, textcoords="offset points", xytext=offset, fontsize=7)
+    if usable and not noise:
+        axes.set_title(
+            "no noise band: set sampling.noise_floor to measure run-to-run noise (FD from few samples is noisy)",
+            fontsize=8,
+        )
     if usable:
         values = [row[metric] for row in usable]
         if min(values) > 0 and max(values) > 20 * min(values):

@@ -22,8 +22,19 @@ from cachekit.experiments.atomic_file import atomic_path, write_text
 from cachekit.experiments.errors import ExperimentError
 from cachekit.experiments.speedup import SPEED_COLUMNS
 
-_HEAD = ("setting", "policy", "regions", "samples", "loop_seconds", "speedup", "refreshes", "calls", "flops_share")
-ROW_HEAD = _HEAD + SPEED_COLUMNS
+_HEAD = (
+    "setting",
+    "policy",
+    "forecast",
+    "regions",
+    "samples",
+    "loop_seconds",
+    "speedup",
+    "refreshes",
+    "calls",
+    "flops_share",
+)
+ROW_HEAD = (*_HEAD, *SPEED_COLUMNS, "forecast")
 """The first columns of every row, in order; the metrics follow, then ``fingerprint``."""
 
 
