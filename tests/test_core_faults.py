@@ -6,6 +6,7 @@ import contextlib
 import gc
 from typing import ClassVar, Literal
 
+import pytest
 import torch
 from diffusers import DDIMScheduler, EulerDiscreteScheduler
 from hypothesis import HealthCheck, given, settings
@@ -114,6 +115,7 @@ def _live_tensors() -> int:
     return sum(issubclass(type(obj), torch.Tensor) for obj in gc.get_objects())
 
 
+@pytest.mark.slow
 def test_two_hundred_generations_each_equal_a_fresh_run_and_hold_nothing():
     policies = [
         {"kind": "uniform", "interval": 3},

@@ -119,6 +119,7 @@ def reference_fd() -> float:
     return DigitsScorer()((images[:SAMPLES] + 1) / 2, None)["fd"]
 
 
+@pytest.mark.slow
 def test_unet_samples_are_recognisable_digits_and_near_free_at_interval_2(unet_pipe):
     scorer = DigitsScorer()
     uncached = sample(unet_pipe, batch_size=SAMPLES)
@@ -133,6 +134,7 @@ def test_unet_samples_are_recognisable_digits_and_near_free_at_interval_2(unet_p
     assert scorer(cached, None)["fd"] < 1.25 * fd
 
 
+@pytest.mark.slow
 def test_dit_samples_show_the_requested_digit(dit_pipe):
     labels = [i % 10 for i in range(40)]  # DDIM 25 steps, guidance 1.5: keeps the test short
     images = sample(dit_pipe, count=40, steps=25, class_labels=labels, guidance_scale=1.5)
@@ -149,6 +151,7 @@ def test_the_digits_example_configs_name_regions_the_models_have(example, unet_p
         cachekit.enable(pipe, setting.cache).disable()
 
 
+@pytest.mark.slow
 def test_linear_forecast_keeps_five_refreshes_of_the_unet_closer_to_uncached(unet_pipe):
     """The budget of interval 10 on branch 0: forecasting reuse steps beats serving them stored."""
     count = 32
