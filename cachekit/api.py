@@ -14,6 +14,8 @@ from cachekit.config import CacheConfig, load_config
 from cachekit.engine.handle import CacheHandle, RegionPlan, handle_of
 from cachekit.engine.offloading import check_offloading
 from cachekit.engine.selection import check_overrides, find_denoisers, select_regions
+from cachekit.engine.static import check_static
+from cachekit.modules import uncompiled
 from cachekit.plugin_manager import load_plugins
 from cachekit.policies.base import Policy
 from cachekit.reuse.forecaster import FORECASTERS
@@ -47,12 +49,14 @@ def enable(target: Any, config: ConfigSource = None, **overrides: Any) -> CacheH
         regions = select_regions(pm, denoiser, settings)
         names = [region.name for region in regions]
         check_overrides("region_policies", settings.region_policies, names, "a selected region", "selected")
-        check_offloading(denoiser.module, regions)
+        check_offloading(uncompiled(denoiser.module), regions)
         region_plans = [
             RegionPlan(region, settings.policy_for(denoiser.name, region.name), forecaster) for region in regions
         ]
         plans.append((denoiser, region_plans, settings.num_steps))
-    return CacheHandle().install(plans, _step_completed(pm))
+    if settings.static:
+        check_static((plan.region.name, plan.policy) for _, region_plans, _ in plans for plan in region_plans)
+    return CacheHandle().install(plans, _step_completed(pm), static=settings.static)
 
 
 def _step_completed(pm: Any) -> Any:

@@ -22,6 +22,7 @@ from cachekit.engine.runner import RegionRunner
 from cachekit.engine.runtime import DenoiserRuntime
 from cachekit.engine.scheduler_tap import SchedulerTap
 from cachekit.engine.state import RegionState
+from cachekit.engine.static import StaticRegionRunner, StaticRuntime
 from cachekit.engine.stats import CacheStats, RegionStats
 from cachekit.errors import AlreadyEnabledError
 from cachekit.modules import get_submodule
@@ -110,8 +111,12 @@ class CacheHandle:
         self,
         plans: Sequence[tuple[Denoiser, Sequence[RegionPlan], int | None]],
         step_completed: Callable[[Any], bool] = default_step_completed,
+        static: bool = False,
     ) -> CacheHandle:
-        """Install hooks for every denoiser and region; on any failure undo what was done."""
+        """Install hooks for every denoiser and region; on any failure undo what was done.
+
+        ``static`` takes every decision in the clock, before the forward runs (:mod:`cachekit.engine.static`).
+        """
         for denoiser, _, _ in plans:
             if handle_of(denoiser.module) is not None:
                 raise AlreadyEnabledError(
@@ -123,7 +128,7 @@ class CacheHandle:
         self.stats = CacheStats(names)
         try:
             for denoiser, region_plans, num_steps in plans:
-                self._install_denoiser(denoiser, region_plans, num_steps, step_completed, qualify)
+                self._install_denoiser(denoiser, region_plans, num_steps, step_completed, qualify, static)
         except BaseException:
             self.disable()
             raise
@@ -137,14 +142,16 @@ class CacheHandle:
         num_steps: int | None,
         step_completed: Callable[[Any], bool],
         qualify: bool,
+        static: bool,
     ) -> None:
-        runtime = DenoiserRuntime(denoiser, num_steps)
+        runtime = (StaticRuntime if static else DenoiserRuntime)(denoiser, num_steps)
+        runner_class = StaticRegionRunner if static else RegionRunner
         runtime.owner = self  # the model's hooks keep their handle alive, never the other way round
         self.runtimes.append(runtime)
         model = denoiser.module
         for plan in region_plans:
             name = _stats_name(denoiser, plan.region, qualify)
-            runner = RegionRunner(plan.region, plan.policy, plan.forecaster, runtime, self.stats[name], name)
+            runner = runner_class(plan.region, plan.policy, plan.forecaster, runtime, self.stats[name], name)
             runtime.runners.append(runner)
             for path in runner.watched_paths:
                 self._patch(get_submodule(model, path), runner.wrap_watched, path)

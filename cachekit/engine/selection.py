@@ -12,7 +12,7 @@ from torch import nn
 from cachekit.config import CacheConfig, DeclaredRegion
 from cachekit.denoiser import Denoiser
 from cachekit.errors import ConfigError, DenoiserNotFoundError, RegionNotFoundError, did_you_mean, listing
-from cachekit.modules import get_submodule, sibling_span
+from cachekit.modules import get_submodule, sibling_span, uncompiled
 from cachekit.region import Region
 
 
@@ -64,8 +64,11 @@ def offered_regions(pm: pluggy.PluginManager, model: nn.Module, config: CacheCon
 
 
 def select_regions(pm: pluggy.PluginManager, denoiser: Denoiser, config: CacheConfig) -> list[Region]:
-    """The regions of ``denoiser`` to cache: named ones, else declared ones, else the plugin's first."""
-    model = denoiser.module
+    """The regions of ``denoiser`` to cache: named ones, else declared ones, else the plugin's first.
+
+    A denoiser compiled by ``torch.compile`` is looked at through the module it wraps.
+    """
+    model = uncompiled(denoiser.module)
     offered = offered_regions(pm, model, config)
     by_name = {region.name: region for region in offered}
     if config.regions is not None:
