@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 import torch
+import torch._inductor.config
 from torch import nn
 
 import cachekit
@@ -59,8 +60,12 @@ def model() -> nn.Module:
 
 
 @pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated:DeprecationWarning")  # inductor's import
+@pytest.mark.filterwarnings("ignore:dynamo_pgo force disabled:UserWarning")  # what force_disable_caches says
 def test_inductor_compile_and_speed(benchmark):
-    with torch._dynamo.config.patch(recompile_limit=64, fail_on_recompile_limit_hit=True):
+    with (
+        torch._dynamo.config.patch(recompile_limit=64, fail_on_recompile_limit_hit=True),
+        torch._inductor.config.patch(force_disable_caches=True),  # compile times from cold, not from disk
+    ):
         measure(benchmark)
     torch._dynamo.reset()
 
