@@ -51,6 +51,7 @@ if TYPE_CHECKING:
     )
     from cachekit.region import Region, RegionIO, TensorIO, TupleIO
     from cachekit.reuse import Forecaster, merge_rows, nbytes, register_forecaster, tree_map
+    from cachekit.text_kv import TEXT_KV, cross_attention_paths, joint_attention_refusal, text_kv_region
 
 __getattr__, __dir__ = attach(__name__, __file__)
 
@@ -88,11 +89,13 @@ __all__ = [
     "SampleScorer",
     "SimilarityPolicy",
     "StepInfo",
+    "TEXT_KV",
     "TensorIO",
     "TupleIO",
     "UniformPolicy",
     "UnsupportedCombinationError",
     "cached",
+    "cross_attention_paths",
     "did_you_mean",
     "disable",
     "enable",
@@ -100,6 +103,7 @@ __all__ = [
     "hookimpl",
     "hookspec",
     "isinstance_str",
+    "joint_attention_refusal",
     "listing",
     "load_config",
     "load_plugins",
@@ -109,6 +113,7 @@ __all__ = [
     "register_plugin",
     "register_policy",
     "register_probe",
+    "text_kv_region",
     "tree_map",
     "unregister_plugin",
 ]

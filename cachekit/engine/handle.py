@@ -17,9 +17,10 @@ from torch import nn
 
 from cachekit.clock import DenoisingClock, default_step_completed
 from cachekit.denoiser import Denoiser
+from cachekit.engine.keyed import KeyedRunner, KeyedState
 from cachekit.engine.patching import MethodPatch
 from cachekit.engine.runner import RegionRunner
-from cachekit.engine.runtime import DenoiserRuntime
+from cachekit.engine.runtime import DenoiserRuntime, Runner
 from cachekit.engine.scheduler_tap import SchedulerTap
 from cachekit.engine.state import RegionState
 from cachekit.engine.stats import CacheStats, RegionStats
@@ -50,7 +51,7 @@ class RegionView:
     denoiser: Denoiser
     policy: Policy
     stats: RegionStats
-    state: RegionState = field(repr=False)
+    state: RegionState | KeyedState = field(repr=False)
 
     @property
     def cache_bytes(self) -> int:
@@ -103,7 +104,7 @@ class CacheHandle:
         """Bytes of tensors held between refreshes, over every region and context."""
         return sum(runner.state.nbytes() for runner in self._runners())
 
-    def _runners(self) -> list[RegionRunner]:
+    def _runners(self) -> list[Runner]:
         return [runner for runtime in self.runtimes for runner in runtime.runners]
 
     def install(
@@ -144,7 +145,7 @@ class CacheHandle:
         model = denoiser.module
         for plan in region_plans:
             name = _stats_name(denoiser, plan.region, qualify)
-            runner = RegionRunner(plan.region, plan.policy, plan.forecaster, runtime, self.stats[name], name)
+            runner = _runner(plan, runtime, self.stats[name], name)
             runtime.runners.append(runner)
             for path in runner.watched_paths:
                 self._patch(get_submodule(model, path), runner.wrap_watched, path)
@@ -195,6 +196,15 @@ class CacheHandle:
     def __repr__(self) -> str:
         state = "enabled" if self.enabled else "disabled"
         return f"<CacheHandle {state}: regions {list(self.regions)}>"
+
+
+def _runner(plan: RegionPlan, runtime: DenoiserRuntime, stats: RegionStats, name: str) -> Runner:
+    """A keyed region's runner (it counts its calls as each ends), or a policy-driven one."""
+    if plan.region.mode != "keyed":
+        return RegionRunner(plan.region, plan.policy, plan.forecaster, runtime, stats, name)
+    runner = KeyedRunner(plan.region, plan.policy, runtime, stats, name)
+    runtime.call_ended.append(runner.call_ended)
+    return runner
 
 
 def _stats_name(denoiser: Denoiser, region: Region, qualify: bool) -> str:
