@@ -51,7 +51,13 @@ if TYPE_CHECKING:
     )
     from cachekit.region import Region, RegionIO, TensorIO, TupleIO
     from cachekit.reuse import Forecaster, merge_rows, nbytes, register_forecaster, tree_map
-    from cachekit.text_kv import TEXT_KV, cross_attention_paths, joint_attention_refusal, text_kv_region
+    from cachekit.text_kv import (
+        TEXT_KV,
+        cross_attention_paths,
+        joint_attention_refusal,
+        receives_context,
+        text_kv_region,
+    )
 
 __getattr__, __dir__ = attach(__name__, __file__)
 
@@ -109,6 +115,7 @@ __all__ = [
     "load_plugins",
     "merge_rows",
     "nbytes",
+    "receives_context",
     "register_forecaster",
     "register_plugin",
     "register_policy",

@@ -53,9 +53,21 @@ def context_projections(attention: nn.Module) -> tuple[str, ...]:
     return tuple(name for name in names if isinstance(getattr(attention, name, None), nn.Module))
 
 
+def receives_context(model: nn.Module) -> bool:
+    """False for AudioLDM's and MusicLDM's UNets: their pipelines pass the text embedding as
+    class labels and no cross-attention context, so ``attn2`` attends to the latent itself.
+    Their config gives one cross-attention width per block, equal to the block widths."""
+    config = getattr(model, "config", None)
+    widths = getattr(config, "cross_attention_dim", None)
+    return not (isinstance(widths, (list, tuple)) and list(widths) == list(config.block_out_channels))
+
+
 def cross_attention_paths(model: nn.Module) -> list[str]:
     """Paths of the modules of ``model`` whose ``is_cross_attention`` is true, in registration order
-    (diffusers' ``Attention`` with a ``cross_attention_dim``, ``WanAttention``'s cross attention)."""
+    (diffusers' ``Attention`` with a ``cross_attention_dim``, ``WanAttention``'s cross attention);
+    none when the model is given no context (:func:`receives_context`)."""
+    if not receives_context(model):
+        return []
     return [path for path, module in model.named_modules() if getattr(module, "is_cross_attention", False) is True]
 
 

@@ -19,7 +19,7 @@ from torch import nn
 
 import cachekit
 from cachekit import ConfigError, RegionNotFoundError
-from tests.av_models import tiny_cogvideox, tiny_wan
+from tests.av_models import tiny_cogvideox, tiny_ltx, tiny_wan
 from tests.dit_models import tiny_flux, tiny_pixart, tiny_sana, tiny_sd3
 from tests.unet_models import one_thread, tiny_sd_unet, tiny_sdxl_unet  # noqa: F401  (autouse fixture)
 
@@ -66,6 +66,7 @@ CASES = {
     "pixart": Case(tiny_pixart, _dit_inputs, "blocks[1:4]"),
     "sana": Case(tiny_sana, _dit_inputs, "blocks[1:4]"),
     "wan": Case(tiny_wan, _av_inputs, "blocks[1:2]"),
+    "ltx": Case(tiny_ltx, _av_inputs, "blocks[1:2]"),
 }
 
 
