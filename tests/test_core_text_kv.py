@@ -20,7 +20,7 @@ from torch import nn
 import cachekit
 from cachekit import ConfigError, RegionNotFoundError
 from tests.av_models import tiny_cogvideox, tiny_ltx, tiny_wan
-from tests.dit_models import tiny_flux, tiny_pixart, tiny_sana, tiny_sd3
+from tests.dit_models import tiny_flux, tiny_hunyuan, tiny_pixart, tiny_sana, tiny_sd3
 from tests.unet_models import one_thread, tiny_sd_unet, tiny_sdxl_unet  # noqa: F401  (autouse fixture)
 
 STEPS = 6
@@ -65,6 +65,7 @@ CASES = {
     "sdxl": Case(tiny_sdxl_unet, _unet_inputs, "branch4", "sample"),
     "pixart": Case(tiny_pixart, _dit_inputs, "blocks[1:4]"),
     "sana": Case(tiny_sana, _dit_inputs, "blocks[1:4]"),
+    "hunyuan": Case(tiny_hunyuan, _dit_inputs, "blocks[1:6]"),
     "wan": Case(tiny_wan, _av_inputs, "blocks[1:2]"),
     "ltx": Case(tiny_ltx, _av_inputs, "blocks[1:2]"),
 }
