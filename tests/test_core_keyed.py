@@ -4,14 +4,14 @@ shared snapshots, and how keyed regions may overlap others."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 import torch
 from torch import nn
 
 import cachekit
-from cachekit import ConfigError, Region, hookimpl
+from cachekit import ConfigError, Policy, PolicyState, Region, StepInfo, hookimpl, register_policy
 from cachekit.engine.input_key import InputKeys
 
 WIDTH = 8
@@ -154,3 +154,24 @@ def test_keyed_modules_may_sit_inside_another_region_never_around_one(net: Net) 
         cachekit.enable(net, {"regions": ["kv", "k0"], "declare": [declared]})
     with pytest.raises(ConfigError, match="regions 'kv_block' and 'k0' overlap: 'blocks.0.to_k' is inside 'blocks.0'"):
         cachekit.enable(net, {"regions": ["kv_block", "k0"], "declare": [declared]})
+
+
+class SomeRowsPolicy(Policy):
+    """Refreshes at steps 0 and 3, batch row 0 alone at step 2, nothing at step 1 (tests only)."""
+
+    kind: Literal["some_rows"] = "some_rows"
+
+    def should_refresh(self, step: StepInfo, state: PolicyState) -> bool | torch.Tensor:
+        return torch.tensor([True, False]) if step.index == 2 else step.index != 1
+
+
+def test_a_call_on_some_rows_keeps_the_whole_batchs_stored_call(net: Net, scoped_registries: None) -> None:
+    register_policy(SomeRowsPolicy)
+    context = torch.randn(2, 5, WIDTH)
+    with cachekit.cached(net, {"regions": ["blocks"], "policy": "some_rows", "num_steps": 4}):
+        block = run(net, context)
+    calls = counted(net)
+    with cachekit.cached(net, {"regions": ["blocks", "kv"], "policy": "some_rows", "num_steps": 4}):
+        assert torch.equal(run(net, context), block)
+    # step 0: all three keys; step 2: blocks 1 and 2 on row 0 alone; step 3: served, whole batch
+    assert calls[0] == 3 + 2

@@ -10,6 +10,8 @@ modules are simply not called.
 
 A stored output changed in place after it was returned (its version counter moved) is not
 served again: the module runs. Outputs are stored detached, as every stored result is.
+A call on fewer batch rows than the stored one (a region around the module refreshing some
+rows only) runs and leaves the stored call in place, so the next whole-batch call still finds it.
 
 Stats count denoiser calls, as for every region: a call in which some module ran is a
 refresh (``R``), one in which every module called was served is a reuse (``.``); a call
@@ -57,6 +59,12 @@ class StoredCall:
     def served(self) -> Any:
         """The stored output; inference tensors (no version counter to watch) as copies."""
         return tree_map(lambda tensor, _: tensor.clone() if tensor.is_inference() else tensor, self.output, None)
+
+
+def _rows(key: InputKey) -> int:
+    """Batch rows of a call: the first dimension of its first tensor (1 without one)."""
+    first = key.tensors[0] if key.tensors else None
+    return len(first) if first is not None and first.dim() else 1
 
 
 class KeyedState:
@@ -140,7 +148,7 @@ class KeyedRunner:
         if self.step is not step:
             self.step, self.computed = step, False
             first = next(iter(tensors((args, kwargs))), None)
-            self.rows = len(first) if first is not None and first.dim() else 1
+            self.rows = len(first) if first is not None and first.dim() else 1  # as _rows, before any key
         stored = self.state.context(step.context).get(path)
         if stored is None or not stored.intact() or not self.keys.matches(stored.key, args, kwargs):
             return None
@@ -154,7 +162,10 @@ class KeyedRunner:
 
     @torch.compiler.disable
     def _store(self, step: StepInfo, path: str, key: InputKey, output: Any) -> None:
-        self.state.context(step.context)[path] = StoredCall.of(key, output)
+        stored = self.state.context(step.context)
+        kept = stored.get(path)
+        if kept is None or not kept.intact() or _rows(key) >= _rows(kept.key):
+            stored[path] = StoredCall.of(key, output)
 
     def wrap(self, path: str, original: Callable[..., Any]) -> Callable[..., Any]:
         """Forward of the region's module at ``path``."""
