@@ -21,7 +21,7 @@ that called none of the modules (they sit in a region that reused) is not counte
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -61,9 +61,9 @@ class StoredCall:
         return tree_map(lambda tensor, _: tensor.clone() if tensor.is_inference() else tensor, self.output, None)
 
 
-def _rows(key: InputKey) -> int:
-    """Batch rows of a call: the first dimension of its first tensor (1 without one)."""
-    first = key.tensors[0] if key.tensors else None
+def _rows(inputs: Sequence[torch.Tensor]) -> int:
+    """Batch rows of a call given ``inputs``: the first dimension of the first (1 without one)."""
+    first = inputs[0] if inputs else None
     return len(first) if first is not None and first.dim() else 1
 
 
@@ -147,8 +147,7 @@ class KeyedRunner:
         self.reached = True
         if self.step is not step:
             self.step, self.computed = step, False
-            first = next(iter(tensors((args, kwargs))), None)
-            self.rows = len(first) if first is not None and first.dim() else 1  # as _rows, before any key
+            self.rows = _rows(tensors((args, kwargs)))
         stored = self.state.context(step.context).get(path)
         if stored is None or not stored.intact() or not self.keys.matches(stored.key, args, kwargs):
             return None
@@ -164,7 +163,7 @@ class KeyedRunner:
     def _store(self, step: StepInfo, path: str, key: InputKey, output: Any) -> None:
         stored = self.state.context(step.context)
         kept = stored.get(path)
-        if kept is None or not kept.intact() or _rows(key) >= _rows(kept.key):
+        if kept is None or not kept.intact() or _rows(key.tensors) >= _rows(kept.key.tensors):
             stored[path] = StoredCall.of(key, output)
 
     def wrap(self, path: str, original: Callable[..., Any]) -> Callable[..., Any]:
