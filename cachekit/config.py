@@ -28,7 +28,6 @@ from pydantic import (
 )
 
 from cachekit.engine.ranks import GROUP_CHOICES, check_process_group
-
 from cachekit.errors import ConfigError, did_you_mean, listing
 from cachekit.plugin_manager import load_plugins
 from cachekit.policies.base import Policy, parse_policy, policy_kinds

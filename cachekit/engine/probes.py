@@ -87,4 +87,3 @@ def drift_of(terms: torch.Tensor) -> float | torch.Tensor:
     (one host sync): a float for one row, else a CPU tensor with one value per row."""
     drift = terms[0] / terms[1].clamp_min(torch.finfo(torch.float32).tiny)
     return float(drift[0]) if len(drift) == 1 else drift.cpu()
-

@@ -73,7 +73,8 @@ class RankGroup:
         if len(set(seen)) == 1:
             return
         shown = ", ".join(
-            f"rank {rank}: {_count(steps, 'steps')}, {_count(rows, 'batch rows')}" for rank, (steps, rows) in enumerate(seen)
+            f"rank {rank}: {_count(steps, 'steps')}, {_count(rows, 'batch rows')}"
+            for rank, (steps, rows) in enumerate(seen)
         )
         raise RankMismatchError(
             f"the ranks of {denoiser!r} (process group: {self.origin}) disagree on the generation they run ({shown}); "
