@@ -17,6 +17,7 @@ import os
 import pickle
 import queue
 import socket
+import time
 import traceback
 from collections.abc import Callable
 from datetime import timedelta
@@ -54,13 +55,22 @@ def run_ranks(worker: Callable[..., Any], *args: Any, world: int = 2, timeout: f
     for process in processes:
         process.start()
     results: dict[int, Any] = {}
+    deadline = time.monotonic() + timeout + 30  # gloo's own timeout fails a stuck collective first
+    dead: list[int] = []
     try:
-        for _ in processes:
-            rank, ok, value = answers.get(timeout=timeout + 30)
+        while len(results) < world:
+            try:
+                rank, ok, value = answers.get(timeout=1)
+            except queue.Empty:
+                # an answer sent just before exiting is read on the next turn: fail on the second look
+                silent = [rank for rank in dead if rank not in results]
+                codes = [processes[rank].exitcode for rank in silent]
+                assert not silent, f"ranks {silent} exited (exit codes {codes}) without answering"
+                dead = [rank for rank, p in enumerate(processes) if p.exitcode is not None]
+                assert time.monotonic() < deadline, f"ranks {sorted(set(range(world)) - set(results))} hang"
+                continue
             assert ok, f"rank {rank} failed:\n{value}"
             results[rank] = pickle.loads(value)
-    except queue.Empty:
-        raise AssertionError(f"ranks {sorted(set(range(world)) - set(results))} did not finish in time") from None
     finally:
         for process in processes:
             process.join(timeout=10)

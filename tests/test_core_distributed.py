@@ -49,9 +49,9 @@ def denoise(model: torch.nn.Module, config: dict[str, Any], rank: int | None = N
 
 
 def mismatched_steps(rank: int, world: int) -> str:
-    """Rank 0 runs 4 steps, rank 1 runs 5, under a fixed schedule agreed over the world: the error."""
+    """Rank 0 runs 20 steps, rank 1 runs 21, under a fixed schedule agreed over the world: the error."""
     model = mixer(sharded=True)
-    config = {**CONFIG, "policy": "uniform", "num_steps": 4 + rank, "process_group": "world"}
+    config = {**CONFIG, "policy": "uniform", "num_steps": 20 + rank, "process_group": "world"}
     sample = shard(drifting_inputs(1)[0], rank, world)
     with cachekit.cached(model, config), pytest.raises(RankMismatchError) as error:
         model(sample, torch.tensor(1000.0))
@@ -124,7 +124,7 @@ def test_drift_terms_of_the_shards_add_up_to_the_drift_of_the_whole() -> None:
 def test_ranks_that_run_different_step_counts_fail_at_the_first_call_on_every_rank(ranks) -> None:
     first, second = (rank["mismatch"] for rank in ranks)
     assert first == second
-    assert "rank 0: 4 steps, 2 batch rows, rank 1: 5 steps, 2 batch rows" in first
+    assert "rank 0: 20 steps, 2 batch rows, rank 1: 21 steps, 2 batch rows" in first
     assert "same num_inference_steps and batch" in first
 
 
