@@ -19,7 +19,8 @@ import queue
 import socket
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
 
@@ -27,6 +28,8 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch import nn
+
+from cachekit.engine.ranks import RankGroup
 
 WIDTH, CHANNELS, TOKENS = 16, 4, 12
 
@@ -92,6 +95,23 @@ def _rank_main(
         answers.put((rank, False, traceback.format_exc()))
     finally:
         dist.destroy_process_group()
+
+
+@contextmanager
+def recorded_sums() -> Iterator[list[torch.Tensor]]:
+    """Every tensor of drift terms this rank's :meth:`RankGroup.sum` adds up, as it was before the sum."""
+    recorded: list[torch.Tensor] = []
+    total = RankGroup.sum
+
+    def recording(self: RankGroup, terms: torch.Tensor) -> torch.Tensor:
+        recorded.append(terms.clone())
+        return total(self, terms)
+
+    RankGroup.sum = recording  # type: ignore[method-assign]
+    try:
+        yield recorded
+    finally:
+        RankGroup.sum = total  # type: ignore[method-assign]
 
 
 def shard(tensor: torch.Tensor, rank: int, world: int) -> torch.Tensor:

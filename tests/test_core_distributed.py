@@ -20,10 +20,11 @@ from torch.distributed.device_mesh import init_device_mesh
 from torch.distributed.tensor import Replicate, distribute_tensor
 
 import cachekit
+from cachekit.config import load_config
 from cachekit.engine.probes import drift_of, row_drift_terms
 from cachekit.engine.ranks import rank_group
 from cachekit.errors import ConfigError, RankMismatchError
-from tests.ranks import drifting_inputs, mixer, run_ranks, shard
+from tests.ranks import drifting_inputs, mixer, recorded_sums, run_ranks, shard
 
 STEPS = 10
 CONFIG = {
@@ -63,7 +64,12 @@ def sharded_runs(rank: int, world: int) -> dict[str, Any]:
     the runs agreed over the world and over a given group, what ``auto`` resolves to, and the
     error of mismatched step counts."""
     model = mixer(sharded=True)
-    runs = {setting: denoise(model, {**CONFIG, "process_group": setting}, rank, world) for setting in ("none", "world")}
+    runs = {"none": denoise(model, {**CONFIG, "process_group": "none"}, rank, world)}
+    with recorded_sums() as sums:
+        runs["world"] = denoise(model, {**CONFIG, "process_group": "world"}, rank, world)
+        runs["world_sums"] = [tuple(terms.shape) for terms in sums]
+        denoise(model, {**CONFIG, "policy": "uniform", "process_group": "world"}, rank, world)
+        runs["uniform_sums"] = len(sums) - len(runs["world_sums"])
     pair = dist.new_group([0, 1])
     runs["group"] = denoise(model, {**CONFIG, "process_group": pair}, rank, world)["marks"]
     runs["auto"] = rank_group("auto", model)
@@ -106,6 +112,12 @@ def test_ranks_that_sum_their_drift_terms_decide_as_one_process(ranks, alone) ->
 
 
 @pytest.mark.slow
+def test_a_probing_region_sums_2_x_batch_terms_per_call_and_a_fixed_schedule_none(ranks) -> None:
+    assert [rank["world_sums"] for rank in ranks] == [[(2, 2)] * (STEPS - 1)] * 2  # from the second call on
+    assert [rank["uniform_sums"] for rank in ranks] == [0, 0]
+
+
+@pytest.mark.slow
 def test_auto_finds_the_mesh_of_dtensor_parameters_and_no_sharding_it_cannot_see(ranks) -> None:
     assert [rank["dtensor"] for rank in ranks] == [("the mesh of its DTensor parameters", 2)] * 2
     assert [rank["auto"] for rank in ranks] == [None, None]  # sequence sharding by hand: declare it
@@ -126,6 +138,13 @@ def test_ranks_that_run_different_step_counts_fail_at_the_first_call_on_every_ra
     assert first == second
     assert "rank 0: 20 steps, 2 batch rows, rank 1: 21 steps, 2 batch rows" in first
     assert "same num_inference_steps and batch" in first
+
+
+def test_a_process_group_that_names_no_ranks_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match=r"process_group: must be 'auto', 'world', 'none' or a torch.distributed"):
+        load_config({"process_group": "wrld"})
+    with pytest.raises(ConfigError, match=r"\(did you mean 'world'\?\)"):
+        load_config({"process_group": "wrld"})
 
 
 def test_world_without_torch_distributed_is_a_clear_error() -> None:

@@ -24,9 +24,8 @@ from cachekit_dit.inputs import EXAMPLES
 
 import cachekit
 from cachekit.engine.probes import drift_of
-from cachekit.engine.ranks import RankGroup
 from tests import dit_models
-from tests.ranks import run_ranks
+from tests.ranks import recorded_sums, run_ranks
 
 STEPS = 8
 CONFIG = {"policy": {"kind": "similarity", "probe": "entry_residual", "threshold": 0.5}, "num_steps": STEPS}
@@ -58,15 +57,8 @@ def context_parallel_run(rank: int, world: int) -> dict[str, Any]:
     torch.accelerator.device_count = lambda: 1  # see the module docstring: 0 on CPU-only torch
     model = dit_models.tiny_flux()
     model.enable_parallelism(config=ContextParallelConfig(ulysses_degree=world))
-    local: list[float] = []
-    total = RankGroup.sum
-
-    def recording_sum(self: RankGroup, terms: torch.Tensor) -> torch.Tensor:
-        local.append(drift_of(terms))
-        return total(self, terms)
-
-    RankGroup.sum = recording_sum  # this process ends with the test
-    return {**generate(model), "local": local}
+    with recorded_sums() as sums:
+        return {**generate(model), "local": [drift_of(terms) for terms in sums]}
 
 
 @pytest.mark.slow
