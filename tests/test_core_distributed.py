@@ -11,13 +11,14 @@ another order).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 import torch
 import torch.distributed as dist
 from torch.distributed.device_mesh import init_device_mesh
-from torch.distributed.tensor import Replicate, distribute_tensor
+from torch.distributed.tensor import Shard, distribute_tensor
 
 import cachekit
 from cachekit.config import load_config
@@ -36,17 +37,30 @@ TOLERANCE = 1e-5
 """Absolute tolerance of the joined output against one process's (values of order 1)."""
 
 
-def denoise(model: torch.nn.Module, config: dict[str, Any], rank: int | None = None, world: int = 1) -> dict[str, Any]:
-    """Run the drifting inputs (this rank's shard of them) through ``model`` with caching: the
-    hit map of the region (one mark per step) and the output of every step."""
+def denoise(
+    model: torch.nn.Module,
+    config: dict[str, Any],
+    rank: int | None = None,
+    world: int = 1,
+    after_enable: Callable[[], Any] = lambda: None,
+) -> dict[str, Any]:
+    """Run the drifting inputs (this rank's shard of them) through ``model`` with caching
+    (``after_enable`` is called once cachekit is on): the hit map of the region (one mark per
+    step), the output of every step and the ranks the generation agreed over."""
     outputs = []
     with cachekit.cached(model, config) as handle, torch.no_grad():
+        after_enable()
         for step, sample in enumerate(drifting_inputs(STEPS)):
             timestep = torch.tensor(1000.0 * (1 - step / STEPS))
             outputs.append(model(sample if rank is None else shard(sample, rank, world), timestep))
         hits = handle.stats["tail"].hits[0]
         marks = "".join(hits[step][0] for step in sorted(hits))
-    return {"marks": marks, "output": torch.stack(outputs)}
+        ranks = handle.runtimes[0].ranks
+    return {
+        "marks": marks,
+        "output": torch.stack(outputs),
+        "ranks": None if ranks is None else (ranks.origin, ranks.size),
+    }
 
 
 def mismatched_steps(rank: int, world: int) -> str:
@@ -72,11 +86,14 @@ def sharded_runs(rank: int, world: int) -> dict[str, Any]:
         runs["uniform_sums"] = len(sums) - len(runs["world_sums"])
     pair = dist.new_group([0, 1])
     runs["group"] = denoise(model, {**CONFIG, "process_group": pair}, rank, world)["marks"]
-    runs["auto"] = rank_group("auto", model)
-    mesh = init_device_mesh("cpu", (world,))
-    model.out.weight = torch.nn.Parameter(distribute_tensor(model.out.weight.detach(), mesh, [Replicate()]))
-    found = rank_group("auto", model)
-    runs["dtensor"] = None if found is None else (found.origin, found.size)
+    runs["auto"] = denoise(model, CONFIG, rank, world)["ranks"]
+
+    def shard_a_parameter() -> None:  # as parallelize_module would, after cachekit was enabled
+        mesh = init_device_mesh("cpu", (world,))
+        model.register_parameter("sharded", torch.nn.Parameter(distribute_tensor(torch.zeros(world), mesh, [Shard(0)])))
+
+    dtensor = denoise(model, CONFIG, rank, world, after_enable=shard_a_parameter)
+    runs["dtensor"] = {"marks": dtensor["marks"], "ranks": dtensor["ranks"]}
     runs["mismatch"] = mismatched_steps(rank, world)
     return runs
 
@@ -118,8 +135,10 @@ def test_a_probing_region_sums_2_x_batch_terms_per_call_and_a_fixed_schedule_non
 
 
 @pytest.mark.slow
-def test_auto_finds_the_mesh_of_dtensor_parameters_and_no_sharding_it_cannot_see(ranks) -> None:
-    assert [rank["dtensor"] for rank in ranks] == [("the mesh of its DTensor parameters", 2)] * 2
+def test_auto_finds_dtensor_parameters_sharded_after_enable_and_no_sharding_it_cannot_see(ranks, alone) -> None:
+    assert [rank["dtensor"] for rank in ranks] == [
+        {"marks": alone["marks"], "ranks": ("the mesh of its DTensor parameters", 2)}
+    ] * 2
     assert [rank["auto"] for rank in ranks] == [None, None]  # sequence sharding by hand: declare it
 
 

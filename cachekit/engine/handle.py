@@ -145,7 +145,8 @@ class CacheHandle:
         qualify: bool,
         process_group: Any,
     ) -> None:
-        runtime = DenoiserRuntime(denoiser, num_steps, rank_group(process_group, denoiser.module))
+        rank_group(process_group, denoiser.module)  # a group that cannot be is an error now, not at the first call
+        runtime = DenoiserRuntime(denoiser, num_steps, process_group)
         runtime.owner = self  # the model's hooks keep their handle alive, never the other way round
         self.runtimes.append(runtime)
         model = denoiser.module

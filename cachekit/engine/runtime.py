@@ -18,7 +18,7 @@ import torch
 
 from cachekit.clock import DenoisingClock, StepInfo, find_sample
 from cachekit.denoiser import Denoiser
-from cachekit.engine.ranks import RankGroup
+from cachekit.engine.ranks import RankGroup, rank_group
 from cachekit.engine.runner import RegionRunner
 from cachekit.engine.stats import FEW_STEPS, FewSteps
 from cachekit.errors import FewStepsWarning
@@ -27,10 +27,13 @@ from cachekit.errors import FewStepsWarning
 class DenoiserRuntime:
     """One denoiser's clock, its current step, and the runners of its regions."""
 
-    def __init__(self, denoiser: Denoiser, num_steps: int | None, ranks: RankGroup | None = None):
+    def __init__(self, denoiser: Denoiser, num_steps: int | None, process_group: Any = "auto"):
         self.denoiser = denoiser
-        self.ranks = ranks
-        """The ranks this denoiser is sharded over, which decide alike (``None``: this process alone)."""
+        self.process_group = process_group
+        """The config's ``process_group``, resolved at each generation's first call (parallelism
+        enabled on the model after cachekit counts too)."""
+        self.ranks: RankGroup | None = None
+        """The ranks this generation is sharded over, which decide alike (``None``: this process alone)."""
         self.runners: list[RegionRunner] = []
         self.clock = DenoisingClock(num_steps, self._new_generation, self._generation_ended)
         self.current_step: StepInfo | None = None
@@ -59,6 +62,7 @@ class DenoiserRuntime:
         step = self.clock.tick(args, kwargs)
         if not self.calls:
             self._check_length(step.num_steps)
+            self.ranks = rank_group(self.process_group, self.denoiser.module)
             if self.ranks is not None:
                 sample = find_sample(args, kwargs)
                 batch = None if sample is None else sample.shape[0] if sample.dim() else 1
