@@ -11,7 +11,8 @@ decision one process would take on the whole tensor; and once per generation the
 that they agree on the number of steps and the batch size, which a fixed schedule needs and
 the sum needs too.
 
-The config's ``process_group`` chooses the ranks (:func:`rank_group`):
+The config's ``process_group`` chooses the ranks (:func:`rank_group`), looked up again at the
+first call of every generation, so parallelism enabled on the model after cachekit counts:
 
 - ``"auto"`` (the default): the ranks the model is known to be sharded over: the context
   parallel mesh (else the tensor parallel mesh) diffusers' ``enable_parallelism`` records on
