@@ -1,0 +1,38 @@
+"""A Ray worker of a sweep: a replica of the driver's runner, its model loaded once.
+
+The class is the state of a Ray actor (:class:`~cachekit.experiments.executors.RayExecutor`
+wraps it with ``ray.remote``); nothing here imports Ray. A restarted worker (its process
+died) runs ``__init__`` again and loads the model again on its first shard.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from cachekit.experiments.entries import Setting
+from cachekit.experiments.executors.executor import Measurer
+from cachekit.experiments.executors.ray_progress import RemoteBar
+from cachekit.experiments.measurement import Measurement
+from cachekit.experiments.shard import Shard
+
+
+class SweepWorker:
+    """Measures shards of a sweep's settings with its own replica of the driver's runner."""
+
+    def __init__(self, measurer: Measurer, settings: list[Setting], counter: Any):
+        self.measurer = measurer
+        self.settings = settings
+        """Every setting of the sweep: their names are checked against the model before the first shard."""
+        self.counter = counter
+        """A handle to the driver's :class:`~cachekit.experiments.executors.ray_progress.ProgressCounter`."""
+        self._prepared = False
+
+    def measure(self, shard: Shard, key: str) -> Measurement:
+        """Measure ``shard`` (loading the model first, once), reporting progress under ``key``."""
+        if not self._prepared:
+            torch.set_num_threads(self.measurer.config.timing.threads)  # the process is this worker's alone
+            self.measurer.prepare(self.settings)
+            self._prepared = True
+        return self.measurer.measure(shard, RemoteBar(self.counter, key))
