@@ -179,7 +179,8 @@ class ExperimentRunner:
         return ExperimentRunner(self.config, self.output_dir, progress=False, clock=self.clock)
 
     def whole(self, setting: Setting) -> Shard:
-        """All of ``setting``'s samples as one shard (executors may :func:`~cachekit.experiments.shard.split` it)."""
+        """All of ``setting``'s samples as one shard; executors may
+        :meth:`~cachekit.experiments.shard.Shard.split` it."""
         return Shard(setting, 0, 0, tuple(self.config.sampling.seed_list(second_set=setting.name == NOISE_FLOOR)))
 
     def prepare(self, settings: list[Setting]) -> None:

@@ -24,7 +24,7 @@ from cachekit.errors import CachekitError
 from cachekit.experiments.entries import Setting
 from cachekit.experiments.errors import ExperimentError
 from cachekit.experiments.executors.executor import Measurer, ProgressBar
-from cachekit.experiments.executors.ray_progress import ProgressCounter
+from cachekit.experiments.executors.ray_progress import ProgressCounter, RemoteBar
 from cachekit.experiments.executors.ray_worker import SweepWorker
 from cachekit.experiments.measurement import Measurement
 from cachekit.experiments.shard import Shard
@@ -99,7 +99,7 @@ class _Sweep:
             max_task_retries=executor.retries,
         )
         replica = measurer.replica()
-        self.workers = [worker.remote(replica, settings, self.counter) for _ in range(min(workers, len(self.queue)))]
+        self.workers = [worker.remote(replica, settings) for _ in range(min(workers, len(self.queue)))]
         self.retries = executor.retries
         self.pending: dict[Any, tuple[Shard, Any]] = {}
         self.parts: dict[str, dict[int, Measurement]] = {}
@@ -127,7 +127,7 @@ class _Sweep:
     def _submit(self, worker: Any) -> None:
         if self.queue:
             shard = self.queue.popleft()
-            self.pending[worker.measure.remote(shard, _key(shard))] = (shard, worker)
+            self.pending[worker.measure.remote(shard, RemoteBar(self.counter, _key(shard)))] = (shard, worker)
 
     def _result(self, ref: Any, shard: Shard) -> Measurement:
         """The shard's measurement; a worker's cachekit error raised as itself, a worker dead too often

@@ -7,8 +7,6 @@ died) runs ``__init__`` again and loads the model again on its first shard.
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 
 from cachekit.experiments.entries import Setting
@@ -21,18 +19,19 @@ from cachekit.experiments.shard import Shard
 class SweepWorker:
     """Measures shards of a sweep's settings with its own replica of the driver's runner."""
 
-    def __init__(self, measurer: Measurer, settings: list[Setting], counter: Any):
+    def __init__(self, measurer: Measurer, settings: list[Setting]):
         self.measurer = measurer
         self.settings = settings
         """Every setting of the sweep: their names are checked against the model before the first shard."""
-        self.counter = counter
-        """A handle to the driver's :class:`~cachekit.experiments.executors.ray_progress.ProgressCounter`."""
         self._prepared = False
 
-    def measure(self, shard: Shard, key: str) -> Measurement:
-        """Measure ``shard`` (loading the model first, once), reporting progress under ``key``."""
+    def measure(self, shard: Shard, bar: RemoteBar) -> Measurement:
+        """Measure ``shard`` (loading the model first, once), reporting progress to ``bar``.
+
+        The bar comes with each call rather than to ``__init__``: Ray warns about restartable
+        actors whose constructor holds an actor handle."""
         if not self._prepared:
             torch.set_num_threads(self.measurer.config.timing.threads)  # the process is this worker's alone
             self.measurer.prepare(self.settings)
             self._prepared = True
-        return self.measurer.measure(shard, RemoteBar(self.counter, key))
+        return self.measurer.measure(shard, bar)
