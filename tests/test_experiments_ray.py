@@ -98,7 +98,10 @@ class CountingBar:
 
 @pytest.fixture(scope="module")
 def local(tmp_path_factory):
-    return run_experiment(SWEEP, tmp_path_factory.mktemp("local"), progress=False)
+    """The sweep in this process, with Ray hidden: a local run never imports it."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setitem(sys.modules, "ray", None)
+        return run_experiment(SWEEP, tmp_path_factory.mktemp("local"), progress=False)
 
 
 @pytest.fixture(scope="module")
