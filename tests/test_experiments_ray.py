@@ -19,9 +19,11 @@ import pytest
 import torch
 
 import cachekit.experiments.runner as runner_module
+from cachekit import ConfigError
 from cachekit.cli import main
-from cachekit.experiments import BASELINE, ExperimentError, ExperimentRunner, run_experiment
+from cachekit.experiments import BASELINE, ExperimentError, ExperimentRunner, load_experiment, run_experiment
 from cachekit.experiments.executors import RAY_EXTRA, ProgressBar, RayExecutor
+from cachekit.experiments.executors.ray_executor import _slots
 from cachekit.experiments.measurement import Measurement
 from cachekit.experiments.results import ResultFiles
 from cachekit.experiments.shard import Shard
@@ -168,7 +170,18 @@ def test_without_ray_the_flag_names_the_extra_before_loading_anything(tmp_path, 
     config.write_text(__import__("json").dumps(SWEEP))
     assert main(["run", str(config), "--out", str(tmp_path), "--quiet", "--executor", "ray"]) == 2
     assert capsys.readouterr().err == (
-        f"cachekit run: error: --executor ray needs Ray, which is not installed: {RAY_EXTRA}\n"
+        f"cachekit run: error: the Ray executor (--executor ray) needs Ray, which is not installed: {RAY_EXTRA}\n"
     )
     assert main(["run", str(config), "--quiet", "--address", "auto"]) == 2
     assert "--address 'auto' is the Ray cluster to join: give it with --executor ray" in capsys.readouterr().err
+
+
+def test_bad_executor_settings_and_a_cluster_no_worker_fits_on_are_clear_errors():
+    with pytest.raises(ConfigError, match=r"RayExecutor workers=0, retries=-1: workers and shards are at least 1"):
+        RayExecutor(workers=0, retries=-1)
+    four_threads = load_experiment({**SWEEP, "timing": {"threads": 4}})
+    assert _slots({"CPU": 8.0}, four_threads, gpus=0) == 2
+    with pytest.raises(ExperimentError, match=r"no worker fits .* takes 4 CPUs \(timing.threads\); the cluster has"):
+        _slots({"CPU": 2.0}, four_threads, gpus=0)
+    with pytest.raises(ExperimentError, match=r"takes a GPU \(model.device is cuda\)"):
+        _slots({"CPU": 2.0}, four_threads, gpus=1)

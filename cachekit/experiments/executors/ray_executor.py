@@ -16,11 +16,12 @@ from __future__ import annotations
 import importlib
 from collections import deque
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
-from cachekit.errors import CachekitError
+from cachekit.errors import CachekitError, ConfigError
+from cachekit.experiments.config import ExperimentConfig
 from cachekit.experiments.entries import Setting
 from cachekit.experiments.errors import ExperimentError
 from cachekit.experiments.executors.executor import Measurer, ProgressBar
@@ -41,7 +42,9 @@ def import_ray() -> ModuleType:
     try:
         return importlib.import_module("ray")
     except ImportError:
-        raise ExperimentError(f"--executor ray needs Ray, which is not installed: {RAY_EXTRA}") from None
+        raise ExperimentError(
+            f"the Ray executor (--executor ray) needs Ray, which is not installed: {RAY_EXTRA}"
+        ) from None
 
 
 @dataclass(frozen=True)
@@ -55,8 +58,18 @@ class RayExecutor:
     """Worker actors (default: the cluster's CPUs, or GPUs on ``cuda``, over what one worker takes)."""
     shards: int | None = None
     """Shards each setting is split into at most, on batch boundaries (default: one per worker)."""
-    retries: int = field(default=3)
+    retries: int = 3
     """Times a worker may die and be restarted; the shard it was measuring is run again each time."""
+
+    def __post_init__(self) -> None:
+        bad = {
+            name: value for name in ("workers", "shards") if (value := getattr(self, name)) is not None and value < 1
+        }
+        if self.retries < 0:
+            bad["retries"] = self.retries
+        if bad:
+            given = ", ".join(f"{name}={value}" for name, value in bad.items())
+            raise ConfigError(f"RayExecutor {given}: workers and shards are at least 1 (or None), retries at least 0")
 
     def run(
         self, measurer: Measurer, settings: list[Setting], bar: ProgressBar
@@ -65,7 +78,10 @@ class RayExecutor:
         ray = import_ray()
         started = not ray.is_initialized()
         if started:
-            ray.init(address=self.address)
+            try:
+                ray.init(address=self.address)
+            except ConnectionError as error:
+                raise ExperimentError(f"cannot join the Ray cluster at {self.address!r}: {error}") from None
         try:
             yield from _Sweep(ray, self, measurer, settings, bar).run()
         finally:
@@ -76,14 +92,14 @@ class RayExecutor:
 class _Sweep:
     """One run of a :class:`RayExecutor`: its workers, the shards left, those in flight and those in."""
 
-    def __init__(self, ray: ModuleType, executor: RayExecutor, measurer: Measurer, settings: list[Setting], bar: Any):
+    def __init__(
+        self, ray: ModuleType, executor: RayExecutor, measurer: Measurer, settings: list[Setting], bar: ProgressBar
+    ):
         self.ray, self.bar = ray, bar
         config = measurer.config
         self.batch_size, self.repeats = config.sampling.batch_size, config.timing.repeats
         gpus = 1 if config.model.device.startswith("cuda") else 0
-        resources = ray.cluster_resources()
-        slots = int(resources.get("GPU", 0)) if gpus else int(resources.get("CPU", 1) // config.timing.threads)
-        workers = max(1, executor.workers or slots)
+        workers = executor.workers or _slots(ray.cluster_resources(), config, gpus)
         parts = executor.shards or workers
         self.queue = deque(
             shard for setting in settings for shard in measurer.whole(setting).split(self.batch_size, parts)
@@ -155,6 +171,16 @@ class _Sweep:
         if total > self.shown:
             self.bar.update(total - self.shown)
             self.shown = total
+
+
+def _slots(resources: dict[str, float], config: ExperimentConfig, gpus: int) -> int:
+    """Workers the cluster holds at once: its GPUs on CUDA, else its CPUs over ``timing.threads``."""
+    threads = config.timing.threads
+    slots = int(resources.get("GPU", 0)) if gpus else int(resources.get("CPU", 0) // threads)
+    if slots < 1:
+        wants = "a GPU (model.device is cuda)" if gpus else f"{threads} CPUs (timing.threads)"
+        raise ExperimentError(f"no worker fits on the Ray cluster: a worker takes {wants}; the cluster has {resources}")
+    return slots
 
 
 def _key(shard: Shard) -> str:
