@@ -185,3 +185,43 @@ def test_bad_executor_settings_and_a_cluster_no_worker_fits_on_are_clear_errors(
         _slots({"CPU": 2.0}, four_threads, gpus=0)
     with pytest.raises(ExperimentError, match=r"takes a GPU \(model.device is cuda\)"):
         _slots({"CPU": 2.0}, four_threads, gpus=1)
+
+
+class EvalRunner(ExperimentRunner):
+    """Samples the tiny DiT in eval mode: built, it is in training mode, where its class-label
+    dropout draws from the global RNG and no two calls on the same seeds agree."""
+
+    def _load_pipeline(self) -> Any:
+        model = super()._load_pipeline()
+        model.pipeline.transformer.eval()
+        return model
+
+
+def test_a_setting_measured_in_shards_merges_into_the_measurement_of_the_whole(tmp_path):
+    """Sharding is exact, with no cluster: shards measured one by one merge into what one whole
+    measurement gives; class labels follow each sample's index in the setting, not in its shard."""
+    config = {
+        "model": {"builder": "tiny-dit"},
+        "sampling": {"steps": 4, "num_samples": 5, "batch_size": 2, "class_labels": [3, 7, 1]},
+        "policies": [{"interval": 2, "regions": "blocks[1:2]"}],
+    }
+    runner = EvalRunner(config, tmp_path, progress=False)
+    [setting] = runner.config.settings
+    runner.prepare([setting])
+    whole = runner.whole(setting)
+    shards = whole.split(batch_size=2, parts=2)
+    assert [(shard.index, shard.start, shard.seeds) for shard in shards] == [(0, 0, (0, 1, 2, 3)), (1, 4, (4,))]
+    assert whole.split(batch_size=2, parts=9) == [*whole.split(2, 3)] and len(whole.split(2, 9)) == 3
+    bars = [CountingBar(shard.work(2, 3)) for shard in [whole, *shards]]
+    expected = runner.measure(whole, bars[0])
+    merged = Measurement.merge([runner.measure(shard, bar) for shard, bar in zip(shards, bars[1:], strict=True)])
+    assert all(bar.count == bar.total for bar in bars) and bars[0].total == bars[1].total + bars[2].total
+    assert torch.equal(merged.images, expected.images)
+    assert (merged.generations, merged.calls, merged.refreshes, merged.region_calls) == (
+        expected.generations,
+        expected.calls,
+        expected.refreshes,
+        expected.region_calls,
+    )
+    assert merged.regions == expected.regions and merged.flops_share() == expected.flops_share() < 1
+    assert merged.speedup is not None and len(merged.speedup.cached) == 3
