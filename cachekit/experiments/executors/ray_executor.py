@@ -55,7 +55,8 @@ class RayExecutor:
     """The cluster to join (``ray.init(address=...)``); ``None``: the one this process already joined, else a
     local one started for the run and shut down after it."""
     workers: int | None = None
-    """Worker actors (default: the cluster's CPUs, or GPUs on ``cuda``, over what one worker takes)."""
+    """Worker actors, at most as many as the cluster holds at once (its CPUs over ``timing.threads``, or its
+    GPUs on ``cuda``); default: that many."""
     shards: int | None = None
     """Shards each setting is split into at most, on batch boundaries (default: one per worker)."""
     retries: int = 3
@@ -99,7 +100,10 @@ class _Sweep:
         config = measurer.config
         self.batch_size, self.repeats = config.sampling.batch_size, config.timing.repeats
         gpus = 1 if config.model.device.startswith("cuda") else 0
-        workers = executor.workers or _slots(ray.cluster_resources(), config, gpus)
+        slots = _slots(ray.cluster_resources(), config, gpus)
+        workers = min(
+            executor.workers or slots, slots
+        )  # a worker the cluster cannot place would hold its shard forever
         parts = executor.shards or workers
         self.queue = deque(
             shard for setting in settings for shard in measurer.whole(setting).split(self.batch_size, parts)
@@ -156,8 +160,9 @@ class _Sweep:
             raise
         except self.ray.exceptions.RayActorError as error:
             raise ExperimentError(
-                f"the Ray worker measuring setting {shard.setting.name!r} (shard {shard.index}) died "
-                f"{self.retries + 1} times: {error}; the settings done are saved, run again to continue"
+                f"the Ray worker measuring setting {shard.setting.name!r} (shard {shard.index}) died and was not "
+                f"restarted ({self.retries} restarts allowed): {error}; "
+                "the settings done are saved, run again to continue"
             ) from None
 
     def _show(self) -> None:
