@@ -23,6 +23,7 @@ from cachekit.engine.runner import Decision, RegionRunner
 from cachekit.engine.runtime import DenoiserRuntime
 from cachekit.errors import ConfigError, PolicyError
 from cachekit.policies.base import Policy
+from cachekit.region import Region
 
 
 def has_fixed_schedule(policy: Policy) -> bool:
@@ -30,9 +31,14 @@ def has_fixed_schedule(policy: Policy) -> bool:
     return type(policy).refresh_steps is not Policy.refresh_steps
 
 
-def check_static(policies: Iterable[tuple[str, Policy]]) -> None:
-    """Refuse static mode for regions whose policy decides from what the forward measures."""
-    adaptive = {name: policy.kind for name, policy in policies if not has_fixed_schedule(policy)}
+def check_static(plans: Iterable[tuple[Region, Policy]]) -> None:
+    """Refuse static mode for regions whose policy decides from what the forward measures
+    (keyed regions follow no policy and run as they always do)."""
+    adaptive = {
+        region.name: policy.kind
+        for region, policy in plans
+        if region.mode != "keyed" and not has_fixed_schedule(policy)
+    }
     if adaptive:
         listed = ", ".join(f"{name!r} ({kind})" for name, kind in adaptive.items())
         raise ConfigError(
@@ -97,13 +103,12 @@ class StaticRegionRunner(RegionRunner):
 class StaticRuntime(DenoiserRuntime):
     """A denoiser's clock that also plans every region's decision for the call it starts."""
 
-    runners: list[StaticRegionRunner]  # type: ignore[assignment]
-
     @torch.compiler.disable(reason=CLOCK_INSIDE)
     def _tick(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> StepInfo:
         step = super()._tick(args, kwargs)
         sample = find_sample(args, kwargs)
         batch = len(sample) if sample is not None and sample.dim() else 1
         for runner in self.runners:
-            runner.plan(step, batch)
+            if isinstance(runner, StaticRegionRunner):
+                runner.plan(step, batch)
         return step
