@@ -38,13 +38,17 @@ if TYPE_CHECKING:
         listing,
     )
     from cachekit.experiments import EntryKey, ExperimentError, ModelSpec, PipelineCaller, SampleRequest, SampleScorer
+    from cachekit.experiments.calibrate import CalibrationResult, calibrate
     from cachekit.hookspecs import hookimpl, hookspec
     from cachekit.modules import get_submodule, isinstance_str
     from cachekit.plugin_manager import load_plugins, register_plugin, unregister_plugin
     from cachekit.policies import (
+        CalibratedPolicy,
         NonUniformPolicy,
         Policy,
+        PolicyBinding,
         PolicyState,
+        SchedulePolicy,
         SimilarityPolicy,
         UniformPolicy,
         register_policy,
@@ -61,6 +65,8 @@ __all__ = [
     "CacheConfig",
     "CacheHandle",
     "CacheStats",
+    "CalibratedPolicy",
+    "CalibrationResult",
     "CachekitError",
     "CachekitWarning",
     "ConcurrentUseError",
@@ -76,6 +82,7 @@ __all__ = [
     "NonUniformPolicy",
     "PipelineCaller",
     "Policy",
+    "PolicyBinding",
     "PolicyError",
     "PolicyState",
     "Probe",
@@ -86,6 +93,7 @@ __all__ = [
     "RegionView",
     "SampleRequest",
     "SampleScorer",
+    "SchedulePolicy",
     "SimilarityPolicy",
     "StepInfo",
     "TensorIO",
@@ -93,6 +101,7 @@ __all__ = [
     "UniformPolicy",
     "UnsupportedCombinationError",
     "cached",
+    "calibrate",
     "did_you_mean",
     "disable",
     "enable",

@@ -25,7 +25,7 @@ from cachekit.engine.state import RegionState
 from cachekit.engine.stats import CacheStats, RegionStats
 from cachekit.errors import AlreadyEnabledError
 from cachekit.modules import get_submodule
-from cachekit.policies.base import Policy
+from cachekit.policies.base import Policy, PolicyBinding
 from cachekit.region import Region
 from cachekit.reuse.forecaster import Forecaster
 
@@ -142,9 +142,11 @@ class CacheHandle:
         runtime.owner = self  # the model's hooks keep their handle alive, never the other way round
         self.runtimes.append(runtime)
         model = denoiser.module
+        names = tuple(plan.region.name for plan in region_plans)
         for plan in region_plans:
             name = _stats_name(denoiser, plan.region, qualify)
-            runner = RegionRunner(plan.region, plan.policy, plan.forecaster, runtime, self.stats[name], name)
+            policy = plan.policy.bind(PolicyBinding(denoiser, plan.region, names, plan.forecaster))
+            runner = RegionRunner(plan.region, policy, plan.forecaster, runtime, self.stats[name], name)
             runtime.runners.append(runner)
             for path in runner.watched_paths:
                 self._patch(get_submodule(model, path), runner.wrap_watched, path)

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -42,7 +43,8 @@ from cachekit.engine.handle import CacheHandle, RegionView
 from cachekit.errors import CachekitError, ConfigError, listing
 from cachekit.experiments.atomic_file import remove_partials
 from cachekit.experiments.caller import PipelineCaller, SampleRequest
-from cachekit.experiments.config import BASELINE, NOISE_FLOOR, ExperimentConfig, load_experiment
+from cachekit.experiments.calibration import default_output, seed_range
+from cachekit.experiments.config import BASELINE, NOISE_FLOOR, ExperimentConfig, load_experiment, needs_tuning
 from cachekit.experiments.entries import Setting
 from cachekit.experiments.errors import ExperimentError
 from cachekit.experiments.hooks import experiment_plugins, load_model
@@ -54,6 +56,7 @@ from cachekit.experiments.results import ExperimentResults, ResultFiles, digest,
 from cachekit.experiments.scorer import SampleScorer
 from cachekit.experiments.speedup import Speedup
 from cachekit.flops import RegionFlops, computed_flop_share, region_flop_shares
+from cachekit.policies.calibrated import CalibratedPolicy
 
 T = TypeVar("T")
 
@@ -146,7 +149,8 @@ class ExperimentRunner:
 
     def _run_settings(self, todo: list[Setting]) -> None:
         model = self._load_pipeline()
-        self._resolve_names(model, todo)
+        runs = {setting.name: self._tuned(model, setting) for setting in todo}
+        self._resolve_names(model, list(runs.values()))
         sampling, repeats = self.config.sampling, self.config.timing.repeats
         batches = math.ceil(len(sampling.seed_list()) / sampling.batch_size)
         rounds = sum(repeats - 1 + (repeats if setting.cache is not None else 0) for setting in todo)
@@ -157,12 +161,34 @@ class ExperimentRunner:
             self._sample(model, None, sampling.seed_list()[:1], steps=2)  # warm-up
             for setting in todo:
                 bar.set_description(setting.name)
-                run, handle, speedup = self._measure(model, setting, bar)
+                run, handle, speedup = self._measure(model, runs[setting.name], bar)
                 baseline = None if setting.name == BASELINE else self._baseline()
                 row = self._row(setting, run, handle, baseline, speedup)
                 self.files.save_samples(setting.name, run.images)
                 self.rows[setting.name] = row
                 self._write(ExperimentResults(list(self.rows.values()), self.output_dir, "psnr"), figures=False)
+
+    def _tuned(self, model: LoadedModel, setting: Setting) -> Setting:
+        """``setting`` as it runs: a ``kind: calibrated`` policy with a budget and no file is first
+        calibrated on the tuning seeds (the config's ``calibration`` section), never the evaluation ones."""
+        cache = setting.cache
+        if cache is None or not needs_tuning(cache):
+            return setting
+        policy = cache.policy
+        if not isinstance(policy, CalibratedPolicy) or policy.budget is None:
+            raise ConfigError(f"setting {setting.name!r}: a calibrated budget is calibrated as the entry's policy only")
+        tuning, path = self.config.tuning(), self._tuning_file(setting.name)
+        print(
+            f"calibrating {setting.name!r} on tuning seeds {seed_range(tuning.spec.seed_list())}; evaluating "
+            f"on held-out seeds {seed_range(self.config.sampling.seed_list())}",
+            file=sys.stderr,
+        )
+        tuning.calibrate(model.pipeline, model.caller, cache, policy.budget).save(path)
+        tuned = cache.model_copy(update={"policy": policy.model_copy(update={"file": str(path)})})
+        return Setting(setting.name, tuned)
+
+    def _tuning_file(self, name: str) -> Path:
+        return default_output(self.output_dir, name)
 
     def _resolve_names(self, model: LoadedModel, settings: list[Setting]) -> None:
         """Enable and disable each setting's cache config once, so that a name the model does not
@@ -341,6 +367,13 @@ class ExperimentRunner:
             "sampling": self.config.sampling.model_dump(mode="json"),
             "timing": self.config.timing.model_dump(mode="json"),
         }
+        if self.config.calibration is not None:
+            tuned = [s.name for s in self.config.settings if s.cache is not None and needs_tuning(s.cache)]
+            header["calibration"] = {
+                "tuning_seeds": self.config.calibration.seed_list(),
+                "evaluation_seeds": self.config.sampling.seed_list(),
+                "files": {name: str(self._tuning_file(name)) for name in tuned},
+            }
         self.files.write(results, header)
         if not figures:
             return
