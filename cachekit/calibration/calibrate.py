@@ -7,6 +7,7 @@ labels of its ``calibration`` section).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -27,8 +28,12 @@ from cachekit.errors import CachekitError
 
 
 def uniform_steps(num_steps: int, refreshes: int) -> tuple[int, ...]:
-    """``refreshes`` steps spread evenly over ``num_steps``, step 0 first (interval ``n / k`` when it divides)."""
+    """``refreshes`` steps spread evenly over ``num_steps``, step 0 first: the ``uniform`` policy's at
+    interval ``ceil(n / k)`` when that gives ``k`` refreshes, else ``round(index * n / k)``."""
     count = min(refreshes, num_steps)
+    uniform = tuple(range(0, num_steps, math.ceil(num_steps / count)))
+    if len(uniform) == count:
+        return uniform
     return tuple(sorted({round(index * num_steps / count) for index in range(count)}))
 
 

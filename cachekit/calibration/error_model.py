@@ -1,9 +1,11 @@
 """The error model: how far a forecaster's reuse step lands from the true region result.
 
 For one region and one forecaster, ``table[p, i, j]`` is the mean, over every recorded batch
-row, of the relative L1 error ``mean|served - true| / mean|true|`` of serving step ``j``
+row, of the relative L1 error ``mean|served_j - true_j| / mean|true|`` of serving step ``j``
 when the last refresh was at step ``i`` and the one before it at step ``p`` (``p == steps``:
-there was none, which happens only after step 0). It is measured by driving a real
+there was none, which happens only after step 0). The scale ``mean|true|`` is the row's mean
+magnitude over the whole generation, not step ``j``'s own: a step whose result is small
+(often the last) then counts for the little it changes, not for its ratio. It is measured by driving a real
 :class:`~cachekit.reuse.forecaster.Forecaster` offline: record the true results of the
 refresh steps, serve ``j``, compare with the true result at ``j``.
 
@@ -49,21 +51,19 @@ def states(num_steps: int) -> Iterator[tuple[int | None, int]]:
 
 
 def serving_errors(
-    trajectory: torch.Tensor, forecaster: type[Forecaster], previous: int | None, latest: int, upto: int | None = None
+    trajectory: torch.Tensor, forecaster: type[Forecaster], previous: int | None, latest: int
 ) -> torch.Tensor:
-    """Each row's relative L1 error at steps ``latest + 1 ... upto - 1`` (default: to the end),
-    served by a fresh ``forecaster`` fed the refreshes of ``(previous, latest)``: ``(steps, rows)``.
+    """Each row's relative L1 error at steps ``latest + 1`` to the last, served by a fresh
+    ``forecaster`` fed the refreshes of ``(previous, latest)``: ``(steps, rows)``.
 
     ``trajectory`` holds the true results, ``(steps, rows, size)``.
     """
-    tiny = torch.finfo(torch.float32).tiny
-    end = len(trajectory) if upto is None else upto
+    scale = trajectory.abs().mean(dim=(0, 2)).clamp_min(torch.finfo(torch.float32).tiny)
     instance = forecaster()
     for step in history_steps(previous, latest):
         instance.record(step, trajectory[step])
     errors = [
-        (instance.serve(step) - trajectory[step]).abs().mean(-1) / trajectory[step].abs().mean(-1).clamp_min(tiny)
-        for step in range(latest + 1, end)
+        (instance.serve(step) - trajectory[step]).abs().mean(-1) / scale for step in range(latest + 1, len(trajectory))
     ]
     return torch.stack(errors) if errors else torch.zeros(0, trajectory.shape[1])
 

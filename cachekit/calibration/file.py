@@ -6,8 +6,8 @@ forecaster), what was asked (the budget), and what came out: per region the chos
 steps, the error of each step under them, the uniform schedule with as many refreshes for
 comparison, the error matrix (``errors[i][j]``: serving step ``j`` from a refresh at ``i``,
 see :func:`~cachekit.calibration.error_model.error_matrix`; ``null`` where ``j <= i``) and the
-probe fit. Errors are relative L1 (``mean|served - true| / mean|true|``) of the region's
-result, averaged over every calibration sample.
+probe fit. Errors are relative L1 of the region's result (``mean|served - true|`` over the
+result's mean magnitude in the generation), averaged over every calibration sample.
 """
 
 from __future__ import annotations

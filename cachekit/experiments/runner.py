@@ -42,8 +42,8 @@ from cachekit.config import CacheConfig
 from cachekit.engine.handle import CacheHandle, RegionView
 from cachekit.errors import CachekitError, ConfigError, listing
 from cachekit.experiments.atomic_file import remove_partials
-from cachekit.experiments.caller import PipelineCaller, SampleRequest
 from cachekit.experiments.calibration import default_output, seed_range
+from cachekit.experiments.caller import PipelineCaller, SampleRequest
 from cachekit.experiments.config import BASELINE, NOISE_FLOOR, ExperimentConfig, load_experiment, needs_tuning
 from cachekit.experiments.entries import Setting
 from cachekit.experiments.errors import ExperimentError
