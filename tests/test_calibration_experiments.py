@@ -8,9 +8,11 @@ import pytest
 import yaml
 
 from cachekit import ConfigError
+from cachekit.calibration.budget import Budget
 from cachekit.calibration.file import CalibrationFile
 from cachekit.cli import main
 from cachekit.experiments import load_experiment, run_experiment
+from tests.docs_support import ROOT
 from tests.unet_models import one_thread  # noqa: F401  (autouse fixture)
 
 BUDGET = {"refreshes": 3}
@@ -72,3 +74,17 @@ def test_a_sweep_calibrates_on_the_tuning_seeds_and_evaluates_on_the_others(tmp_
     assert calibration.samples["seeds"] == [500, 501] and calibration.forecast == "none"
     row = next(row for row in results.rows if row["setting"] == "tuned")
     assert row["refreshes"] == 3 and row["samples"] == 2
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "docs_src/calibrate/digits_unet.yaml",
+        "examples/digits_unet_calibrated.yaml",
+        "examples/digits_dit_calibrated.yaml",
+    ],
+)
+def test_the_shown_calibration_configs_are_valid(path):
+    config = load_experiment(ROOT / path)
+    assert config.calibration is not None and config.calibration.budget == Budget(refreshes=5)
+    assert config.tuning().requests()[0].seeds[0] == 30000
