@@ -121,7 +121,6 @@ class Recorder:
         self.on_generation = on_generation
         self.sample_size = sample_size
         self.seed = seed
-        self.handle: CacheHandle | None = None
 
     @contextmanager
     def recording(self) -> Iterator[CacheHandle]:
