@@ -5,9 +5,10 @@ The target is enabled with :class:`~cachekit.calibration.recording_policy.Record
 forward hook that turns its output into the *true region result* the reuse strategy would
 store (the exit output, or ``exit - entry`` in residual mode), cut to a fixed
 :class:`~cachekit.calibration.subsample.Subsample`. When a context's generation is complete
-(its steps start again, or recording stops) the trajectory, ``(steps, rows, size)``, and the
+(a new generation starts, or recording stops) the trajectory, ``(steps, rows, size)``, and the
 drift of each step, ``(steps, rows)``, go to ``on_generation`` and are dropped: memory holds
-one generation per region and context.
+one generation per region and context. A second-order solver's second call of a step is not
+recorded: the step's result is its first call's.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ Trajectory = tuple[torch.Tensor, torch.Tensor]
 
 @dataclass
 class _Context:
+    generation: int = -1
     results: dict[int, torch.Tensor] = field(default_factory=dict)
     drifts: dict[int, torch.Tensor] = field(default_factory=dict)
 
@@ -68,12 +70,13 @@ class RegionRecording:
 
     def _exit_hook(self, module: Any, args: tuple[Any, ...], kwargs: dict[str, Any], output: Any) -> None:
         step, drift = self.policy.take()
-        if step is None:  # a call outside a denoiser call: nothing to record
+        if step is None or step.call:  # outside a denoiser call, or a second-order solver's second call
             return
         value = self.subsample(self.strategy.exit_value(self.entry_inputs, output))
         context = self.contexts.setdefault(step.context, _Context())
-        if context.results and step.index <= max(context.results):
+        if context.results and (step.generation != context.generation or step.index <= max(context.results)):
             self._finish(context)
+        context.generation = step.generation
         rows = value.shape[0]
         drift_rows = torch.full((rows,), math.nan) if drift is None else torch.as_tensor(drift, dtype=torch.float32)
         context.results[step.index] = value
