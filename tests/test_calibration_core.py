@@ -198,7 +198,12 @@ def _refresh_steps(model, config) -> list[int]:
 def test_a_calibrated_policy_refreshes_at_the_chosen_steps(calibrated):
     model, paths, files = calibrated
     config = {**TINY, "forecast": "linear", "policy": {"kind": "calibrated", "file": str(paths["linear"])}}
-    assert _refresh_steps(model, config) == list(files["linear"].regions["middle"].schedule.steps)
+    chosen = list(files["linear"].regions["middle"].schedule.steps)
+    assert _refresh_steps(model, config) == chosen
+    with cachekit.cached(model, config) as handle:
+        assert handle.views["middle"].policy.refresh_steps(STEPS) == chosen
+    with pytest.raises(PolicyError, match="only once installed"):
+        cachekit.CalibratedPolicy(file=str(paths["linear"])).refresh_steps(STEPS)
 
 
 def test_a_calibrated_file_on_another_model_region_set_forecaster_or_step_count_fails(calibrated):

@@ -57,10 +57,15 @@ class CalibratedPolicy(Policy):
         return bound
 
     def should_refresh(self, step: StepInfo, state: PolicyState) -> bool:
+        return step.index in self._planned(step.num_steps)
+
+    def refresh_steps(self, num_steps: int) -> list[int]:
+        return sorted(self._planned(num_steps))
+
+    def _planned(self, num_steps: int | None) -> frozenset[int]:
         if self._steps is None:
-            raise PolicyError("a calibrated policy decides only once installed by cachekit.enable")
-        source = f"calibration {self.file!r}"
-        return step.index in planned_steps(self._steps, self._num_steps, step.num_steps, self.remap, source)
+            raise PolicyError("a calibrated policy knows its steps only once installed by cachekit.enable")
+        return planned_steps(self._steps, self._num_steps, num_steps, self.remap, f"calibration {self.file!r}")
 
 
 def check_binding(calibration: CalibrationFile, binding: PolicyBinding, path: str) -> str:
