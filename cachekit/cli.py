@@ -76,7 +76,7 @@ def policies_command(args: argparse.Namespace) -> int:
             (
                 name,
                 field.annotation.__name__ if hasattr(field.annotation, "__name__") else field.annotation,
-                field.default,
+                "required" if field.is_required() else field.default,
                 field.description or "",
             )
             for name, field in cls.model_fields.items()
