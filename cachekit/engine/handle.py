@@ -10,16 +10,18 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from torch import nn
 
 from cachekit.clock import DenoisingClock, default_step_completed
 from cachekit.denoiser import Denoiser
+from cachekit.engine.keyed import KeyedRunner, KeyedState
 from cachekit.engine.patching import MethodPatch
+from cachekit.engine.ranks import rank_group
 from cachekit.engine.runner import RegionRunner
-from cachekit.engine.runtime import DenoiserRuntime
+from cachekit.engine.runtime import DenoiserRuntime, Runner
 from cachekit.engine.scheduler_tap import SchedulerTap
 from cachekit.engine.state import RegionState
 from cachekit.engine.stats import CacheStats, RegionStats
@@ -50,7 +52,7 @@ class RegionView:
     denoiser: Denoiser
     policy: Policy
     stats: RegionStats
-    state: RegionState = field(repr=False)
+    state: RegionState | KeyedState = field(repr=False)
 
     @property
     def cache_bytes(self) -> int:
@@ -103,15 +105,20 @@ class CacheHandle:
         """Bytes of tensors held between refreshes, over every region and context."""
         return sum(runner.state.nbytes() for runner in self._runners())
 
-    def _runners(self) -> list[RegionRunner]:
+    def _runners(self) -> list[Runner]:
         return [runner for runtime in self.runtimes for runner in runtime.runners]
 
     def install(
         self,
         plans: Sequence[tuple[Denoiser, Sequence[RegionPlan], int | None]],
         step_completed: Callable[[Any], bool] = default_step_completed,
+        process_group: Any = "auto",
     ) -> CacheHandle:
-        """Install hooks for every denoiser and region; on any failure undo what was done."""
+        """Install hooks for every denoiser and region; on any failure undo what was done.
+
+        ``process_group`` is the config's: which ranks each denoiser's decisions are agreed over
+        (:func:`~cachekit.engine.ranks.rank_group`).
+        """
         for denoiser, _, _ in plans:
             if handle_of(denoiser.module) is not None:
                 raise AlreadyEnabledError(
@@ -123,7 +130,7 @@ class CacheHandle:
         self.stats = CacheStats(names)
         try:
             for denoiser, region_plans, num_steps in plans:
-                self._install_denoiser(denoiser, region_plans, num_steps, step_completed, qualify)
+                self._install_denoiser(denoiser, region_plans, num_steps, step_completed, qualify, process_group)
         except BaseException:
             self.disable()
             raise
@@ -137,16 +144,18 @@ class CacheHandle:
         num_steps: int | None,
         step_completed: Callable[[Any], bool],
         qualify: bool,
+        process_group: Any,
     ) -> None:
-        runtime = DenoiserRuntime(denoiser, num_steps)
+        rank_group(process_group, denoiser.module)  # a group that cannot be is an error now, not at the first call
+        runtime = DenoiserRuntime(denoiser, num_steps, process_group)
         runtime.owner = self  # the model's hooks keep their handle alive, never the other way round
         self.runtimes.append(runtime)
         model = denoiser.module
         names = tuple(plan.region.name for plan in region_plans)
         for plan in region_plans:
             name = _stats_name(denoiser, plan.region, qualify)
-            policy = plan.policy.bind(PolicyBinding(denoiser, plan.region, names, plan.forecaster))
-            runner = RegionRunner(plan.region, policy, plan.forecaster, runtime, self.stats[name], name)
+            bound = replace(plan, policy=plan.policy.bind(PolicyBinding(denoiser, plan.region, names, plan.forecaster)))
+            runner = _runner(bound, runtime, self.stats[name], name)
             runtime.runners.append(runner)
             for path in runner.watched_paths:
                 self._patch(get_submodule(model, path), runner.wrap_watched, path)
@@ -197,6 +206,15 @@ class CacheHandle:
     def __repr__(self) -> str:
         state = "enabled" if self.enabled else "disabled"
         return f"<CacheHandle {state}: regions {list(self.regions)}>"
+
+
+def _runner(plan: RegionPlan, runtime: DenoiserRuntime, stats: RegionStats, name: str) -> Runner:
+    """A keyed region's runner (it counts its calls as each ends), or a policy-driven one."""
+    if plan.region.mode != "keyed":
+        return RegionRunner(plan.region, plan.policy, plan.forecaster, runtime, stats, name)
+    runner = KeyedRunner(plan.region, plan.policy, runtime, stats, name)
+    runtime.call_ended.append(runner.call_ended)
+    return runner
 
 
 def _stats_name(denoiser: Denoiser, region: Region, qualify: bool) -> str:
