@@ -16,7 +16,6 @@ from cachekit.engine.offloading import check_offloading
 from cachekit.engine.selection import check_overrides, find_denoisers, select_regions
 from cachekit.plugin_manager import load_plugins
 from cachekit.policies.base import Policy
-from cachekit.reuse.forecaster import FORECASTERS
 
 ConfigSource = CacheConfig | Mapping[str, Any] | str | Path | Policy | None
 
@@ -41,7 +40,7 @@ def enable(target: Any, config: ConfigSource = None, **overrides: Any) -> CacheH
     if overrides:
         settings = load_config({**settings.model_dump(exclude_unset=True), **overrides})
     pm = load_plugins()
-    forecaster = FORECASTERS.get(settings.forecast)
+    forecaster = settings.forecast.factory()
     plans = []
     for denoiser in find_denoisers(pm, target, settings):
         regions = select_regions(pm, denoiser, settings)

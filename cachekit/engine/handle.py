@@ -27,7 +27,7 @@ from cachekit.errors import AlreadyEnabledError
 from cachekit.modules import get_submodule
 from cachekit.policies.base import Policy
 from cachekit.region import Region
-from cachekit.reuse.forecaster import Forecaster
+from cachekit.reuse.forecaster import ForecasterFactory
 
 _ENABLED: weakref.WeakKeyDictionary[nn.Module, weakref.ref[CacheHandle]] = weakref.WeakKeyDictionary()
 _TAPS: weakref.WeakValueDictionary[int, SchedulerTap] = weakref.WeakValueDictionary()
@@ -64,7 +64,7 @@ class RegionPlan:
 
     region: Region
     policy: Policy
-    forecaster: type[Forecaster]
+    forecaster: ForecasterFactory
 
 
 class CacheHandle:
