@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections import OrderedDict, namedtuple
-
 import pytest
 import torch
 
@@ -90,7 +88,10 @@ def test_a_new_generation_does_not_extrapolate_from_the_previous_one():
 
 
 def test_a_bad_forecast_names_the_allowed_values():
-    with pytest.raises(ConfigError, match=r"forecast: unknown forecaster 'quadratic'; known forecasters: 'hermite', 'linear', 'none', 'taylor'"):
+    with pytest.raises(
+        ConfigError,
+        match=r"forecast: unknown forecaster 'quadratic'; known forecasters: 'hermite', 'linear', 'none', 'taylor'",
+    ):
         cachekit.load_config({"forecast": "quadratic"})
 
 

@@ -21,12 +21,12 @@ from tests.models import tiny_transformer
 STEPS = (0, 3, 4, 9)  # unequal gaps, as non-uniform and adaptive schedules refresh
 
 
-def cubic(x: float) -> float:
-    return 2.0 - 0.3 * x + 0.05 * x**2 - 0.004 * x**3
+COEFFICIENTS = (2.0, -0.3, 0.05, -0.004)
 
 
 def polynomial(degree: int):
-    return lambda x: sum(cubic_coefficient * x**power for power, cubic_coefficient in enumerate((2.0, -0.3, 0.05, -0.004)[: degree + 1]))
+    """``x -> 2 - 0.3 x + 0.05 x² - 0.004 x³`` cut after the power ``degree``."""
+    return lambda x: sum(c * x**power for power, c in enumerate(COEFFICIENTS[: degree + 1]))
 
 
 @pytest.mark.parametrize("order", [1, 2, 3])
@@ -153,7 +153,10 @@ def test_forecast_names_and_defaults():
 @pytest.mark.parametrize(
     "forecast,message",
     [
-        ({"name": "taylor", "order": 4}, r"forecast: forecaster 'taylor': order: Input should be less than or equal to 3"),
+        (
+            {"name": "taylor", "order": 4},
+            r"forecast: forecaster 'taylor': order: Input should be less than or equal to 3",
+        ),
         ({"name": "taylor", "order": 0}, r"order: Input should be greater than or equal to 1 \(got 0\)"),
         ({"name": "taylor", "ordr": 2}, r"no parameter 'ordr' \(did you mean 'order'\?\); its parameters: 'order'"),
         ({"name": "linear", "order": 2}, r"forecaster 'linear' has no parameter 'order'; it takes no parameters"),
@@ -170,7 +173,10 @@ def test_bad_forecast_parameters_are_clear_errors(forecast, message):
 def test_experiment_entries_take_a_forecast_mapping_and_name_it_by_its_label():
     base = {"model": {"builder": "tiny-unet"}, "sampling": {"steps": 4, "num_samples": 1}}
     forecasts = ["none", {"name": "taylor", "order": 3}]
-    entries = [{"interval": 3, "branch": 0, "grid": {"forecast": forecasts}}, {"name": "mine", "grid": {"forecast": forecasts}}]
+    entries = [
+        {"interval": 3, "branch": 0, "grid": {"forecast": forecasts}},
+        {"name": "mine", "grid": {"forecast": forecasts}},
+    ]
     settings = load_experiment({**base, "policies": entries}).settings
     assert [s.name for s in settings] == [
         "uniform interval=3 @branch0",

@@ -23,9 +23,9 @@ from cachekit.engine.readers import LiveReaders
 from cachekit.engine.state import ContextState, RegionState
 from cachekit.engine.stats import RegionStats
 from cachekit.errors import CachekitWarning
+from cachekit.modules import get_submodule
 from cachekit.policies.base import Policy
 from cachekit.region import Region
-from cachekit.modules import get_submodule
 from cachekit.reuse.forecaster import ForecasterFactory
 from cachekit.reuse.strategy import STRATEGIES, make_strategy
 from cachekit.reuse.tree import merge_rows, put_rows, take_rows

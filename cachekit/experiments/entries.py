@@ -62,7 +62,8 @@ class PolicyEntry(BaseModel):
     grid: dict[str, list[Any]] = Field(default_factory=dict, description="Keys mapped to lists of values to sweep.")
     regions: list[str] | None = Field(None, min_length=1, description="Region names to cache.")
     forecast: str | dict[str, Any] = Field(
-        "none", description="What reuse steps serve: a forecaster name ('none', 'linear', ...) or {name: ..., order: ...}."
+        "none",
+        description="What reuse steps serve: a forecaster name ('none', 'linear', ...) or {name: ..., order: ...}.",
     )
     cache: dict[str, Any] = Field(default_factory=dict, description="Other CacheConfig keys (declare, num_steps, ...).")
 
