@@ -50,7 +50,17 @@ if TYPE_CHECKING:
         register_policy,
     )
     from cachekit.region import Region, RegionIO, TensorIO, TupleIO
-    from cachekit.reuse import Forecaster, merge_rows, nbytes, register_forecaster, tree_map
+    from cachekit.reuse import (
+        Forecaster,
+        ForecasterOptions,
+        ForecastSpec,
+        HermiteForecast,
+        TaylorForecast,
+        merge_rows,
+        nbytes,
+        register_forecaster,
+        tree_map,
+    )
 
 __getattr__, __dir__ = attach(__name__, __file__)
 
@@ -71,7 +81,10 @@ __all__ = [
     "EntryKey",
     "ExperimentError",
     "FewStepsWarning",
+    "HermiteForecast",
+    "ForecastSpec",
     "Forecaster",
+    "ForecasterOptions",
     "ModelSpec",
     "NonUniformPolicy",
     "PipelineCaller",
@@ -88,6 +101,7 @@ __all__ = [
     "SampleScorer",
     "SimilarityPolicy",
     "StepInfo",
+    "TaylorForecast",
     "TensorIO",
     "TupleIO",
     "UniformPolicy",

@@ -100,6 +100,6 @@ def test_experiment_entries_take_forecast_and_name_it():
     entry = {"interval": 3, "branch": 0, "grid": {"forecast": ["none", "linear"]}}
     settings = load_experiment({**base, "policies": [entry]}).settings
     assert [s.name for s in settings] == ["uniform interval=3 @branch0", "uniform interval=3 forecast=linear @branch0"]
-    assert [s.cache.forecast for s in settings] == ["none", "linear"]
+    assert [s.cache.forecast.label for s in settings] == ["none", "linear"]
     with pytest.raises(ConfigError, match="'cache' may not set 'forecast'"):
         load_experiment({**base, "policies": [{"interval": 3, "cache": {"forecast": "linear"}}]})

@@ -46,11 +46,11 @@ def test_taylor_is_exact_on_polynomials_up_to_its_order_at_unequal_gaps(order, d
 def test_the_weights_are_the_interpolating_polynomials_and_rows_use_the_nodes_they_have():
     nodes = torch.tensor([[9.0, 4.0, 3.0, 0.0], [9.0, 4.0, math.nan, math.nan]], dtype=torch.float64)
     given = weights(nodes, 13.0)
-    assert given[0].tolist() == pytest.approx([cubic_lagrange(j, nodes[0].tolist(), 13.0) for j in range(4)])
+    assert given[0].tolist() == pytest.approx([lagrange(j, nodes[0].tolist(), 13.0) for j in range(4)])
     assert given[1].tolist() == pytest.approx([1 + 4 / 5, -4 / 5, 0.0, 0.0])  # a line through its two
 
 
-def cubic_lagrange(j: int, xs: list[float], s: float) -> float:
+def lagrange(j: int, xs: list[float], s: float) -> float:
     return math.prod((s - xs[m]) / (xs[j] - xs[m]) for m in range(len(xs)) if m != j)
 
 
@@ -214,7 +214,7 @@ def denoise_by_hand(model, order: int, steps: int = 9) -> torch.Tensor:
             history = [(index, x - entry), *history][: order + 1]
         else:
             xs = [step for step, _ in history]
-            x = x + sum(cubic_lagrange(j, xs, index) * value for j, (_, value) in enumerate(history))
+            x = x + sum(lagrange(j, xs, index) * value for j, (_, value) in enumerate(history))
         x = model.blocks[5](x, c)
         sample = sample - 0.1 * model.out(x)
     return sample
