@@ -3,7 +3,7 @@
 The shipped digits UNet (DeepCache's branch 0) at batch 500: the first four calls refresh
 (every order has its full history), every later call reuses. Each forecaster runs on its own
 copy of the model, side by side in interleaved rounds; each round times one reuse call of
-each in CPU time (one thread).
+each in CPU time (one thread), the order of the forecasters rotated from round to round.
 Run: ``pytest benchmarks/test_forecast_speed.py --benchmark-enable -s``; the ratio of each
 forecaster's median reuse step to plain reuse (``none``) and the spread over rounds are printed.
 """
@@ -25,7 +25,7 @@ from cachekit.experiments import ModelSpec
 from cachekit.policies.base import POLICIES
 
 BATCH = 500
-ROUNDS = 15
+ROUNDS = 25
 HISTORY = 4
 FORECASTS = {
     "none": "none",
@@ -98,9 +98,10 @@ def reuse_times(benchmark) -> dict[str, list[float]]:
         for _ in range(HISTORY):
             stepper.step()
     times: dict[str, list[float]] = {name: [] for name in steppers}
-    for _ in range(ROUNDS):
-        for name, stepper in steppers.items():
-            times[name].append(timed(stepper.step))
+    names = list(steppers)
+    for index in range(ROUNDS):
+        for name in names[index % len(names) :] + names[: index % len(names)]:
+            times[name].append(timed(steppers[name].step))
     benchmark.pedantic(steppers["linear"].step, rounds=1, iterations=1)
     for stepper in steppers.values():
         assert stepper.handle.stats.refreshes == HISTORY  # every timed call was a reuse step

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from cachekit_unet.inputs import example_inputs
 
@@ -10,6 +11,7 @@ from tests.test_core_live_readers import forecast_everything
 from tests.unet_models import one_thread, tiny_unet2d  # noqa: F401  (autouse fixture)
 
 
+@pytest.mark.slow
 @torch.no_grad()
 def test_on_a_unet_only_each_branch_exit_reaches_live_code(monkeypatch):
     unet = tiny_unet2d()
@@ -26,7 +28,7 @@ def test_on_a_unet_only_each_branch_exit_reaches_live_code(monkeypatch):
         return sample, handle
 
     found = {}
-    for branch in (0,):
+    for branch in (0, 1):
         sample, handle = run(branch)
         (runner,) = handle.runtimes[0].runners
         found[branch] = (sample, runner.readers.paths, runner.region.exit, handle.stats[f"branch{branch}"].held_bytes())
