@@ -6,8 +6,9 @@ the latest refresh, ``delta`` steps past it) by scaled physicists' Hermite polyn
 ``scale ** k * H_k(scale * delta)``. Their leading term is ``(2 * scale ** 2) ** k * delta ** k``:
 with ``scale`` below ``1 / sqrt(2)`` every order is damped, the higher ones more, so a
 forecast over a long gap bends back towards the latest result instead of running away, and
-the lower-order terms ``H_k`` carries pull the other way. The expansion's coefficients are
-the same Newton divided differences as ``taylor``'s (:mod:`cachekit.reuse.newton`).
+the lower-order terms ``H_k`` carries pull the other way. ``delta`` is counted in steps, as
+HiCache counts it. The expansion's coefficients are the same Newton divided differences as
+``taylor``'s (:mod:`cachekit.reuse.newton`).
 """
 
 from __future__ import annotations
@@ -22,10 +23,15 @@ from cachekit.reuse.taylor import TaylorForecast, TaylorOptions
 
 
 class HermiteOptions(TaylorOptions):
-    """``forecast: {name: hermite, order: 2, scale: 0.5}``."""
+    """``forecast: {name: hermite, order: 2, scale: 0.65}``.
+
+    The default scale 0.65 damps order ``k`` by ``0.845 ** k``: on the shipped digits models,
+    five refreshes of 50 steps, it beat HiCache's 0.5 at order 2 by 0.4 dB PSNR (see the docs'
+    Reuse strategies page).
+    """
 
     scale: float = Field(
-        0.5,
+        0.65,
         gt=0.0,
         le=1 / math.sqrt(2),
         description="Contraction of the Hermite basis; 1/sqrt(2) keeps Taylor's leading terms, less damps them.",
