@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 from torch import nn
+from torch.overrides import _get_current_function_mode
 
 import cachekit
 from cachekit.engine.readers import LiveReaders
@@ -54,3 +55,16 @@ def test_an_inner_output_that_live_code_reads_through_a_cat_is_forecast_and_the_
     assert torch.equal(served, everything)  # what no live code reads never reaches the output
     plain, _ = denoise(model, {**config, "forecast": "none"})
     assert not torch.allclose(served, plain, atol=1e-4)
+
+
+def test_a_refresh_that_fails_mid_watch_leaves_no_mode_behind():
+    model = Skips()
+    model.head.register_forward_pre_hook(lambda *_: (_ for _ in ()).throw(RuntimeError("boom")))
+    handle = cachekit.enable(model, {**REPLAYED, "policy": {"kind": "uniform", "interval": 2}, "forecast": "linear"})
+    with pytest.raises(RuntimeError, match="boom"), torch.no_grad():
+        model(torch.randn(3, 4), torch.tensor(900.0))
+    assert _get_current_function_mode() is not None  # the watch is still open: the call never finished
+    handle.disable()
+    assert _get_current_function_mode() is None
+    (runner,) = handle.runtimes[0].runners
+    assert runner.readers.paths is not None and not runner.readers.watching

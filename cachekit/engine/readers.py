@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.overrides import TorchFunctionMode
+from torch.overrides import TorchFunctionMode, _get_current_function_mode
 from torch.utils.hooks import RemovableHandle
 
 from cachekit.reuse.tree import tensors
@@ -48,6 +48,8 @@ class Marks(TorchFunctionMode):
     def __init__(self) -> None:
         super().__init__()
         self.marks: dict[int, tuple[weakref.ref[torch.Tensor], frozenset[str]]] = {}
+        self.following = True
+        """False once the watch ended (a mode entered above this one keeps it on the stack, inert)."""
 
     def of(self, tree: Any) -> frozenset[str]:
         """The marks of every tensor in ``tree``, together."""
@@ -66,7 +68,7 @@ class Marks(TorchFunctionMode):
     def __torch_function__(self, func: Any, types: Any, args: tuple[Any, ...] = (), kwargs: Any = None) -> Any:
         kwargs = kwargs or {}
         out = func(*args, **kwargs)
-        if self.marks:
+        if self.following and self.marks:
             given = self.of((args, kwargs))
             if given:
                 self.mark(out, given | self.of(out))  # an in-place result keeps its own marks too
@@ -112,7 +114,10 @@ class LiveReaders:
         """End the watch: the inner outputs read so far are the live ones from now on."""
         if self._marks is None:
             return
-        self._marks.__exit__(None, None, None)
+        self._marks.following = False
+        self._marks.marks.clear()
+        if _get_current_function_mode() is self._marks:  # never pop a mode another tool entered since
+            self._marks.__exit__(None, None, None)
         if self._hook is not None:
             self._hook.remove()
         self._marks = self._hook = None
