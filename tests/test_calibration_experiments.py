@@ -42,7 +42,7 @@ def test_cachekit_calibrate_writes_the_file_and_heatmap_and_prints_the_schedule(
     calibration = CalibrationFile.load(path)
     steps = calibration.regions["branch0"].schedule.steps
     assert f"branch0: refresh at {list(steps)}" in printed and str(path) in printed
-    assert len(steps) == 3 and calibration.num_steps == 6 and calibration.forecast == "linear"
+    assert len(steps) == 3 and calibration.num_steps == 6 and calibration.forecast.label == "linear"
     assert calibration.samples["seeds"] == [500, 501] and calibration.scheduler == "DDIMScheduler"
     assert path.with_suffix(".png").read_bytes().startswith(b"\x89PNG")
 
@@ -71,7 +71,7 @@ def test_a_sweep_calibrates_on_the_tuning_seeds_and_evaluates_on_the_others(tmp_
         "files": {"tuned": str(path)},
     }
     calibration = CalibrationFile.load(path)
-    assert calibration.samples["seeds"] == [500, 501] and calibration.forecast == "none"
+    assert calibration.samples["seeds"] == [500, 501] and calibration.forecast.label == "none"
     row = next(row for row in results.rows if row["setting"] == "tuned")
     assert row["refreshes"] == 3 and row["samples"] == 2
 

@@ -7,9 +7,11 @@ reads reach code that runs: those alone are worth forecasting; the others are se
 stored, which costs nothing. During one refresh a :class:`LiveReaders` marks each inner
 output the region returns with its module's path, follows the marks through every torch
 operation (a ``torch.cat`` in a UNet's up block joins a skip tensor to the hidden state),
-and a process-wide forward hook notes the marks on the inputs of every *live* module: one of
-the denoiser's modules that is neither in the region, nor inside one of its modules, nor a
-container of one (containers only hand tensors on to the region).
+and a forward hook on every *live* module notes the marks on its inputs: a live module is one
+of the denoiser's modules that is neither in the region, nor inside one of its modules, nor a
+container of one (containers only hand tensors on to the region). The hooks are the modules'
+own, not one process-wide hook: torch leaves a global hook's ``with_kwargs`` entry behind when
+it is removed, and ``torch.compile(module)`` then warns of global hooks for good.
 """
 
 from __future__ import annotations
@@ -25,18 +27,16 @@ from torch.utils.hooks import RemovableHandle
 from cachekit.reuse.tree import tensors
 
 
-def live_modules(model: nn.Module, region: list[nn.Module]) -> set[int]:
-    """Ids of ``model``'s modules that are not ``region``'s modules, inside one, or containers of one."""
+def live_modules(model: nn.Module, region: list[nn.Module]) -> list[nn.Module]:
+    """``model``'s modules that are not ``region``'s modules, inside one, or containers of one."""
     names = {id(module): name for name, module in model.named_modules()}
     inside = [names[id(module)] for module in region if id(module) in names]
-    live = set()
-    for path, module in model.named_modules():
-        related = not path or any(
-            path == other or path.startswith(other + ".") or other.startswith(path + ".") for other in inside
-        )
-        if not related:
-            live.add(id(module))
-    return live
+    return [
+        module
+        for path, module in model.named_modules()
+        if path
+        and not any(path == other or path.startswith(other + ".") or other.startswith(path + ".") for other in inside)
+    ]
 
 
 class Marks(TorchFunctionMode):
@@ -83,9 +83,8 @@ class LiveReaders:
         self.region = region
         self.paths: frozenset[str] | None = None
         self._found: set[str] = set()
-        self._live: set[int] = set()
         self._marks: Marks | None = None
-        self._hook: RemovableHandle | None = None
+        self._hooks: list[RemovableHandle] = []
 
     @property
     def watching(self) -> bool:
@@ -98,12 +97,14 @@ class LiveReaders:
 
     def start(self) -> None:
         """Watch the refresh that starts now (nothing when already found or watching)."""
-        if self.paths is not None or self.watching:
+        if self.paths is not None or self.watching or _compiled(self.model):
             return
-        self._live = live_modules(self.model, self.region)
         self._marks = Marks()
         self._marks.__enter__()
-        self._hook = nn.modules.module.register_module_forward_hook(self._read, with_kwargs=True)
+        self._hooks = [
+            module.register_forward_hook(self._read, with_kwargs=True)
+            for module in live_modules(self.model, self.region)
+        ]
 
     def returned(self, path: str, output: Any) -> None:
         """Inner module ``path`` returned ``output`` during the watched refresh."""
@@ -118,12 +119,20 @@ class LiveReaders:
         self._marks.marks.clear()
         if _get_current_function_mode() is self._marks:  # never pop a mode another tool entered since
             self._marks.__exit__(None, None, None)
-        if self._hook is not None:
-            self._hook.remove()
-        self._marks = self._hook = None
+        for hook in self._hooks:
+            hook.remove()
+        self._marks, self._hooks = None, []
         self.paths = frozenset(self._found)
-        self._live.clear()
 
     def _read(self, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], output: Any) -> None:
-        if self._marks is not None and id(module) in self._live:
+        if self._marks is not None:
             self._found |= self._marks.of((args, kwargs))
+
+
+def _compiled(model: nn.Module) -> bool:
+    """Whether ``model`` runs compiled (dynamo tracing now, or compiled in place by ``model.compile()``).
+
+    A compiled model is never watched: the watch's global forward hook and torch function mode
+    would be traced into its graphs. Every replayed output is then forecast, as before the watch.
+    """
+    return torch.compiler.is_compiling() or getattr(model, "_compiled_call_impl", None) is not None

@@ -122,8 +122,19 @@ class RegionRunner:
             stacklevel=2,
         )
 
+    def note_held(self) -> None:
+        """Note in the stats the bytes each context keeps since its latest refresh.
+
+        Called where compiled code never runs (each decision, and before the stored results are
+        dropped), so that counting storage bytes adds no graph break to a compiled forward.
+        """
+        for context, state in self.state.contexts.items():
+            if state.has_cache:
+                self.stats.record_held(context, state.strategy.nbytes_by_forecaster())
+
     def release(self) -> None:
         """Drop every tensor held: stored results, the last decision's inputs, watched inputs."""
+        self.note_held()
         self.state.reset()
         self.decision = None
         self.watched.clear()
@@ -135,6 +146,7 @@ class RegionRunner:
         """Ask the policy at the entry module (always refresh when nothing is stored)."""
         if self.readers:
             self.readers.finish()  # a watched refresh ends where the next call begins
+        self.note_held()
         state = self.state.context(step.context)
         entry_inputs = self.region.io.read_inputs(args, kwargs) if self.needs_entry_inputs else ()
         if self.probe is not None:
@@ -147,6 +159,8 @@ class RegionRunner:
         computed = int(rows.sum()) if rows is not None else batch if wanted else 0
         self.stats.record(step.index, step.context, computed, len(rows) if rows is not None else batch)
         self.decision = Decision(step, state, rows is not None or bool(wanted), rows, entry_inputs)
+        if rows is not None or not wanted:
+            state.strategy.prepare(step.index)
         return self.decision
 
     def _observe(self, state: ContextState, entry_inputs: tuple[torch.Tensor, ...]) -> None:
@@ -225,7 +239,6 @@ class RegionRunner:
                 self.readers.returned(path, output)  # the exit's too: what reads it is no inner output's reader
             if is_exit:
                 decision.state.has_cache = True
-                self.stats.record_held(step.context, strategy.nbytes_by_forecaster())
             return output
 
         return forward

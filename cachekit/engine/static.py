@@ -66,10 +66,13 @@ class StaticRegionRunner(RegionRunner):
 
     def plan(self, step: StepInfo, batch: int) -> None:
         """Take this call's decision from the policy's schedule (always refresh when nothing is stored)."""
+        self.note_held()
         state = self.state.context(step.context)
         refresh = step.index in self._schedule(step.num_steps) or not state.has_cache
         self.stats.record(step.index, step.context, batch if refresh else 0, batch)
         self.decision = Decision(step, state, refresh, None, ())
+        if not refresh:
+            state.strategy.prepare(step.index)
 
     def _schedule(self, num_steps: int | None) -> frozenset[int]:
         if num_steps is None:

@@ -47,6 +47,13 @@ class Forecaster(ABC):
     def record(self, step: int, value: Any, rows: torch.Tensor | None = None) -> None:
         """Store ``value``, computed at ``step``; ``rows`` (a bool per batch row) limits it to those rows."""
 
+    def prepare(self, step: int) -> None:  # noqa: B027 (optional: most forecasters need nothing)
+        """Get ready to serve ``step``; called where compiled code never runs, before :meth:`serve`.
+
+        A forecaster whose weights depend on the steps alone computes them here, so that
+        :meth:`serve` (inside a compiled forward) does tensor arithmetic only.
+        """
+
     @abstractmethod
     def serve(self, step: int) -> Any:
         """What a reuse step at ``step`` is served, shaped as the recorded values."""

@@ -1,10 +1,14 @@
 """The results of a region's last refreshes, kept per batch row, and their weighted sum.
 
-A :class:`RefreshHistory` keeps up to ``size`` results, latest first, and the step of each,
-one row of steps per batch row when rows refreshed at different steps (per-sample
-decisions), else one row shared by all. Serving combines the kept results with one weight
-each (:mod:`cachekit.reuse.newton` computes them from the steps); two results are combined
-with ``torch.lerp``, as ``forecast: linear`` always did.
+A :class:`RefreshHistory` keeps up to ``size`` results, latest first, and the step of each:
+Python numbers shared by every row, or a tensor with one row of steps per batch row once rows
+refreshed at different steps (per-sample decisions). Serving combines the kept results with
+one weight each (:mod:`cachekit.reuse.newton` computes them from the steps); two results are
+combined with ``torch.lerp``, as ``forecast: linear`` always did.
+
+The weights are computed by :meth:`RefreshHistory.prepare`, which the engine calls where
+compiled code never runs (where a region decides); serving then only reads them, so that a
+compiled forward serving a forecast has no break when rows agree (torch.compile's static mode).
 """
 
 from __future__ import annotations
@@ -28,25 +32,29 @@ class RefreshHistory:
         self.size = size
         self.results: list[Any] = []
         """Latest first: ``results[i]`` holds, for every row, that row's ``i``-th latest result."""
-        self.nodes = torch.full((1, size), math.nan, dtype=torch.float64)
-        """Refresh steps, latest first, NaN where a row has none: one row for all, or one per batch row."""
+        self.steps: list[float] = []
+        """Refresh steps shared by every row, latest first (while :attr:`nodes` is ``None``)."""
+        self.nodes: torch.Tensor | None = None
+        """Refresh steps per batch row, latest first, NaN where a row has none (once rows differ)."""
+        self.prepared: tuple[int, list[float] | torch.Tensor] | None = None
+        """The serve step and the weights :meth:`prepare` computed for it."""
 
     def record(self, step: int, value: Any, rows: torch.Tensor | None) -> None:
         """Add ``value``, computed at ``step`` for the ``rows`` that refreshed (all when ``None``).
 
         A second refresh at the same step (a second call of one step) replaces the first.
         """
-        shared = self.nodes.shape[0] == 1
-        if rows is None and shared:
-            if self.results and self.nodes[0, 0] == step:
+        self.prepared = None
+        if rows is None and self.nodes is None:
+            if self.results and self.steps[0] == step:
                 self.results[0] = value
             else:
                 self.results = [value, *self.results][: self.size]
-                self.nodes = torch.cat([torch.full((1, 1), float(step), dtype=torch.float64), self.nodes[:, :-1]], 1)
+                self.steps = [float(step), *self.steps][: self.size]
             return
+        nodes = self._node_rows(len(rows) if rows is not None else len(self.nodes))
         if rows is None:
-            rows = torch.ones(self.nodes.shape[0], dtype=torch.bool)
-        nodes = self.nodes.expand(len(rows), self.size) if shared else self.nodes
+            rows = torch.ones(len(nodes), dtype=torch.bool)
         moves = rows & (nodes[:, 0] != step)  # rows whose older results shift down one place
         kept = self.results or [value]  # the first record of some rows: the others get placeholders
         results = [merge_rows(rows, value, kept[0])]
@@ -57,16 +65,35 @@ class RefreshHistory:
         shifted = torch.cat([torch.full((len(rows), 1), float(step), dtype=torch.float64), nodes[:, :-1]], 1)
         merged = torch.where(moves[:, None], shifted, nodes)  # rows refreshed again at their latest step keep theirs
         same = (merged == merged[:1]) | (merged.isnan() & merged[:1].isnan())
-        self.nodes = merged[:1].clone() if bool(same.all()) else merged
+        if bool(same.all()):
+            self.steps, self.nodes = [step for step in merged[0].tolist() if not math.isnan(step)], None
+        else:
+            self.nodes = merged
 
-    def combine(self, weigh: Weigh) -> Any:
-        """The kept results summed with the weights ``weigh`` gives their steps (every row its own)."""
+    def _node_rows(self, rows: int) -> torch.Tensor:
+        """The steps as one row per batch row (NaN where a row has none), ``(rows, size)``."""
+        if self.nodes is not None:
+            return self.nodes
+        shared = self.steps + [math.nan] * (self.size - len(self.steps))
+        return torch.tensor([shared], dtype=torch.float64).expand(rows, self.size)
+
+    def prepare(self, step: int, weigh: Weigh) -> None:
+        """Compute the weights step ``step`` is served with (``weigh`` gives them from the steps)."""
+        count = len(self.results)
+        if count < 2:
+            return
+        nodes = self._node_rows(1)[:, :count]
+        given = weigh(nodes)
+        self.prepared = (step, given if self.nodes is not None else given[0].tolist())
+
+    def combine(self, step: int, weigh: Weigh) -> Any:
+        """The kept results summed with the weights for ``step`` (every row its own), prepared if not yet."""
         if len(self.results) < 2:
             return self.results[0] if self.results else None
-        nodes = self.nodes[:, : len(self.results)]
-        given = weigh(nodes)
-        per_row = given.shape[0] > 1
-        scale: list[float] | torch.Tensor = given if per_row else given[0].tolist()
+        if self.prepared is None or self.prepared[0] != step:
+            self.prepare(step, weigh)
+        assert self.prepared is not None
+        scale = self.prepared[1]
         older = [tensors(result) for result in self.results[1:]]
         count = len(tensors(self.results[0]))
         if any(len(leaves) != count for leaves in older):

@@ -71,6 +71,11 @@ class ReuseStrategy(ABC):
         io = self.region.io
         return io.build_output(io.read_inputs(args, kwargs))
 
+    def prepare(self, step: int) -> None:
+        """Get every stored result ready to be served at ``step`` (:meth:`Forecaster.prepare`)."""
+        for forecaster in self.stored.values():
+            forecaster.prepare(step)
+
     def nbytes(self) -> int:
         """Bytes of every tensor stored."""
         return sum(forecaster.nbytes() for forecaster in self.stored.values())

@@ -11,6 +11,7 @@ served that result as stored). ``forecast: linear`` is order 1.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -45,8 +46,14 @@ class TaylorForecast(Forecaster):
     def record(self, step: int, value: Any, rows: torch.Tensor | None = None) -> None:
         self.history.record(step, value, rows)
 
+    def prepare(self, step: int) -> None:
+        self.history.prepare(step, self._weigh(step))
+
     def serve(self, step: int) -> Any:
-        return self.history.combine(lambda nodes: weights(nodes, step, self.basis))
+        return self.history.combine(step, self._weigh(step))
+
+    def _weigh(self, step: int) -> Callable[[torch.Tensor], torch.Tensor]:
+        return lambda nodes: weights(nodes, step, self.basis)
 
     def nbytes(self) -> int:
         return self.history.nbytes()
