@@ -5,12 +5,12 @@ from __future__ import annotations
 from typing import Any, ClassVar, Literal
 
 import torch
-from pydantic import Field, model_validator
+from pydantic import Field
 
 from cachekit.clock import StepInfo
-from cachekit.engine.probes import PROBES
 from cachekit.errors import PolicyError
 from cachekit.policies.base import Decision, Policy, PolicyState, register_policy, where
+from cachekit.policies.probed import ProbeName
 
 
 @register_policy
@@ -27,11 +27,7 @@ class SimilarityPolicy(Policy):
     threshold: float = Field(
         0.1, strict=True, gt=0.0, description="Accumulated relative L1 drift that forces a refresh."
     )
-    probe: str = Field(
-        "entry_input",
-        min_length=1,
-        description="Probe name: 'entry_input', 'entry_residual', or one a plugin registers.",
-    )
+    probe: ProbeName = "entry_input"
     warmup_steps: int = Field(1, strict=True, ge=1, description="Steps at the start that always refresh (at least 1).")
     max_consecutive_reuse: int | None = Field(
         None, strict=True, ge=1, description="Refresh after this many reuses in a row, whatever the drift."
@@ -40,11 +36,6 @@ class SimilarityPolicy(Policy):
 
     state_defaults: ClassVar[dict[str, Any]] = {"drift": 0.0, "reuses": 0}
     """``drift``: accumulated since the last refresh; ``reuses``: reuses in a row."""
-
-    @model_validator(mode="after")
-    def _known_probe(self) -> SimilarityPolicy:
-        PROBES.get(self.probe)
-        return self
 
     def probe_name(self) -> str:
         return self.probe
