@@ -4,13 +4,15 @@ The user names the budget (``refreshes: 5``), not a threshold. Every step ``j`` 
 has a weight ``w(j) = 1 / (j / (S - 1) + spread)``: a reuse early in sampling costs more
 than one late, because an error in the region's result at high noise is carried through
 every later step, while the probe's drift is largest at the ends of sampling, where it
-matters least. Per sample, the policy adds up ``w(j) * drift(j)`` since the last refresh
-and refreshes once that reaches an equal share of what is left to spend: the weights of the
-steps after the last refresh, times the sample's mean drift so far (its expected drift per
-step), divided over the refreshes left plus one. A sample that drifts faster than its own
-average refreshes sooner, a calm one later; with the budget spent it never refreshes again,
-and with as many steps left as refreshes it refreshes at each, so every generation makes
-exactly ``refreshes`` refreshes per context (fewer only when there are fewer steps).
+matters least. Per sample, the policy adds up ``w(j) * drift(j) / expected(j)`` since the
+last refresh, where ``expected(j)`` is the sample's recent drift (its mean over the last
+``memory`` calls, exponentially weighted), and refreshes once that reaches an equal share
+of what is left to spend: the weights of the steps after the last refresh divided over the
+refreshes left plus one. A sample whose drift jumps above its recent level refreshes
+sooner, one that calms down later; at a steady drift the refreshes fall where the weights
+put them. With the budget spent it never refreshes again, and with as many steps left as
+refreshes it refreshes at each, so every generation makes exactly ``refreshes`` refreshes
+per context (fewer only when there are fewer steps).
 """
 
 from __future__ import annotations
@@ -27,6 +29,9 @@ from cachekit.policies.base import Decision, Policy, PolicyState, register_polic
 from cachekit.policies.probed import ProbeName
 
 
+_TINY = torch.finfo(torch.float32).tiny
+
+
 @lru_cache(maxsize=64)
 def step_weights(num_steps: int, spread: float) -> torch.Tensor:
     """``w(j) = 1 / (j / (num_steps - 1) + spread)`` for each step ``j``: how much a reuse at ``j`` costs."""
@@ -39,6 +44,13 @@ def weight_after(num_steps: int, spread: float) -> torch.Tensor:
     """Entry ``k``: the summed weight of the steps after step ``k``."""
     weights = step_weights(num_steps, spread)
     return weights.sum() - weights.cumsum(0)
+
+
+def _relative(drift: float | torch.Tensor, expected: float | torch.Tensor) -> float | torch.Tensor:
+    """``drift / expected``, 0 where both are 0 (a probe that did not change)."""
+    if isinstance(expected, torch.Tensor):
+        return drift / expected.clamp_min(_TINY)
+    return drift / max(expected, _TINY)
 
 
 def _answer(decision: torch.Tensor) -> Decision:
@@ -67,6 +79,9 @@ class AdaptivePolicy(Policy):
         le=100.0,
         description="Step weights 1 / (progress + spread): small crowds refreshes early, large spreads them evenly.",
     )
+    memory: int = Field(
+        4, strict=True, ge=1, description="Calls the expected drift averages over (exponentially weighted)."
+    )
     min_gap: int = Field(1, strict=True, ge=1, description="Steps at least between two refreshes (unless due).")
     max_gap: int | None = Field(
         None, strict=True, ge=1, description="Refresh once this many steps passed since the last, whatever the drift."
@@ -74,14 +89,14 @@ class AdaptivePolicy(Policy):
 
     state_defaults: ClassVar[dict[str, Any]] = {
         "drift": 0.0,
-        "score": 0.0,
-        "drift_sum": 0.0,
+        "expected": 1.0,
         "observed": 0,
+        "score": 0.0,
         "spent": 0,
         "last": 0,
     }
-    """``drift``: this call's; ``score``: weighted drift since the last refresh; ``drift_sum`` over
-    ``observed`` calls: the mean drift; ``spent``: refreshes so far; ``last``: the last refresh's step."""
+    """``drift``: this call's, over ``expected``, the recent drift of ``observed`` calls; ``score``: weighted
+    relative drift since the last refresh; ``spent``: refreshes so far; ``last``: the last refresh's step."""
 
     @model_validator(mode="after")
     def _gaps_in_order(self) -> AdaptivePolicy:
@@ -96,9 +111,9 @@ class AdaptivePolicy(Policy):
         return self.probe
 
     def observe(self, state: PolicyState, drift: float | torch.Tensor) -> None:
-        state.drift = drift
-        state.drift_sum = state.drift_sum + drift
         state.observed += 1
+        state.expected = state.expected + (drift - state.expected) / min(state.observed, self.memory)
+        state.drift = _relative(drift, state.expected)
 
     def should_refresh(self, step: StepInfo, state: PolicyState) -> Decision:
         num_steps = self._num_steps(step)
@@ -107,9 +122,8 @@ class AdaptivePolicy(Policy):
         left = torch.as_tensor(self.refreshes - state.spent)
         last = torch.as_tensor(state.last)
         gap = step.index - last
-        mean_drift = state.drift_sum / state.observed if state.observed else 1.0
         share = weight_after(num_steps, self.spread)[last] / (left.clamp_min(0) + 1)
-        due = torch.as_tensor(self._score(step, state) >= mean_drift * share) & (gap >= self.min_gap)
+        due = torch.as_tensor(self._score(step, state) >= share) & (gap >= self.min_gap)
         if self.max_gap is not None:
             due = due | (gap >= self.max_gap)
         return _answer((due | (num_steps - step.index <= left)) & (left > 0))
@@ -121,7 +135,7 @@ class AdaptivePolicy(Policy):
         state.drift = 0.0
 
     def _score(self, step: StepInfo, state: PolicyState) -> float | torch.Tensor:
-        """The weighted drift since the last refresh, this call's included."""
+        """The weighted relative drift since the last refresh, this call's included."""
         weight = float(step_weights(self._num_steps(step), self.spread)[step.index])
         return state.score + weight * state.drift
 
