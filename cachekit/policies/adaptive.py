@@ -28,7 +28,6 @@ from cachekit.errors import ConfigError, PolicyError
 from cachekit.policies.base import Decision, Policy, PolicyState, register_policy, where
 from cachekit.policies.probed import ProbeName
 
-
 _TINY = torch.finfo(torch.float32).tiny
 
 
