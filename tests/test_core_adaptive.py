@@ -48,17 +48,17 @@ def test_constant_drift_crowds_refreshes_early_and_spread_evens_them_out() -> No
     drifts = torch.full((50, 1), 0.02)
     early = torch.nonzero(decide(AdaptivePolicy(refreshes=5), drifts)[:, 0]).flatten().tolist()
     even = torch.nonzero(decide(AdaptivePolicy(refreshes=5, spread=100.0), drifts)[:, 0]).flatten().tolist()
-    assert early == [0, 4, 10, 19, 32]
+    assert early == [0, 5, 12, 21, 33]
     assert even == [0, 10, 20, 30, 40]
-    weights = step_weights(50, 0.1)
+    weights = step_weights(50, 0.2)
     assert bool((weights[1:] < weights[:-1]).all())
 
 
 def test_a_row_that_drifts_faster_refreshes_sooner() -> None:
     drifts = torch.full((50, 2), 0.02)
-    drifts[5:9, 1] = 0.2
+    drifts[7:11, 1] = 0.2
     marks = decide(AdaptivePolicy(refreshes=5), drifts)
-    first_in_burst = [int(torch.nonzero(marks[5:, row]).flatten()[0]) + 5 for row in range(2)]
+    first_in_burst = [int(torch.nonzero(marks[7:, row]).flatten()[0]) + 7 for row in range(2)]
     assert first_in_burst[1] < first_in_burst[0]
     assert marks.sum(0).tolist() == [5, 5]
 

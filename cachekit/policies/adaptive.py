@@ -72,14 +72,14 @@ class AdaptivePolicy(Policy):
     )
     probe: ProbeName = "entry_input"
     spread: float = Field(
-        0.1,
+        0.2,
         strict=True,
         gt=0.0,
         le=100.0,
         description="Step weights 1 / (progress + spread): small crowds refreshes early, large spreads them evenly.",
     )
     memory: int = Field(
-        4, strict=True, ge=1, description="Calls the expected drift averages over (exponentially weighted)."
+        2, strict=True, ge=1, description="Calls the expected drift averages over (exponentially weighted)."
     )
     min_gap: int = Field(1, strict=True, ge=1, description="Steps at least between two refreshes (unless due).")
     max_gap: int | None = Field(
