@@ -114,7 +114,7 @@ def test_a_sample_in_a_batch_gets_what_it_gets_alone() -> None:
     [
         ({"refreshes": 0}, r"policy\.refreshes"),
         ({"spread": 0.0}, r"policy\.spread"),
-        ({"min_gap": 5, "max_gap": 3}, r"max_gap=3 is below min_gap=5"),
+        ({"min_gap": 5, "max_gap": 3}, r"policy\.max_gap: max_gap=3 is below min_gap=5"),
         ({"probe": "entry_inptu"}, r"unknown probe 'entry_inptu' \(did you mean 'entry_input'\?\)"),
         ({"refreshs": 5}, r"refreshs"),
     ],

@@ -21,7 +21,7 @@ from functools import lru_cache
 from typing import Any, ClassVar, Literal
 
 import torch
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationInfo, field_validator
 
 from cachekit.clock import StepInfo
 from cachekit.errors import ConfigError, PolicyError
@@ -97,14 +97,15 @@ class AdaptivePolicy(Policy):
     """``drift``: this call's, over ``expected``, the recent drift of ``observed`` calls; ``score``: weighted
     relative drift since the last refresh; ``spent``: refreshes so far; ``last``: the last refresh's step."""
 
-    @model_validator(mode="after")
-    def _gaps_in_order(self) -> AdaptivePolicy:
-        if self.max_gap is not None and self.max_gap < self.min_gap:
+    @field_validator("max_gap")
+    @classmethod
+    def _not_below_min_gap(cls, max_gap: int | None, info: ValidationInfo) -> int | None:
+        min_gap = info.data.get("min_gap", 1)
+        if max_gap is not None and max_gap < min_gap:
             raise ConfigError(
-                f"adaptive: max_gap={self.max_gap} is below min_gap={self.min_gap}; "
-                "max_gap must be at least min_gap (or unset)"
+                f"max_gap={max_gap} is below min_gap={min_gap}; max_gap must be at least min_gap (or unset)"
             )
-        return self
+        return max_gap
 
     def probe_name(self) -> str:
         return self.probe
