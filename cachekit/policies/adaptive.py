@@ -62,7 +62,8 @@ class AdaptivePolicy(Policy):
     """Exactly ``refreshes`` refreshes per generation, placed by each sample's weighted probe drift.
 
     A budget-driven similarity policy: the threshold is derived at every step from the
-    refreshes left, the steps left and the sample's own drift so far, never hand-picked.
+    refreshes left and the steps left, and the drift is measured against the sample's own
+    recent drift, so nothing is hand-picked per model.
     Needs the number of steps (from the scheduler, or ``num_steps`` in the config).
     """
 
