@@ -39,20 +39,31 @@ if TYPE_CHECKING:
         listing,
     )
     from cachekit.experiments import EntryKey, ExperimentError, ModelSpec, PipelineCaller, SampleRequest, SampleScorer
+    from cachekit.experiments.calibrate import CalibrationResult, calibrate
     from cachekit.hookspecs import hookimpl, hookspec
     from cachekit.modules import get_submodule, isinstance_str
     from cachekit.plugin_manager import load_plugins, register_plugin, unregister_plugin
     from cachekit.policies import (
         AdaptivePolicy,
+        CalibratedPolicy,
         NonUniformPolicy,
         Policy,
+        PolicyBinding,
         PolicyState,
+        SchedulePolicy,
         SimilarityPolicy,
         UniformPolicy,
         register_policy,
     )
     from cachekit.region import Region, RegionIO, TensorIO, TupleIO
     from cachekit.reuse import Forecaster, merge_rows, nbytes, register_forecaster, tree_map
+    from cachekit.text_kv import (
+        TEXT_KV,
+        cross_attention_paths,
+        joint_attention_refusal,
+        receives_context,
+        text_kv_region,
+    )
 
 __getattr__, __dir__ = attach(__name__, __file__)
 
@@ -64,6 +75,8 @@ __all__ = [
     "CacheConfig",
     "CacheHandle",
     "CacheStats",
+    "CalibratedPolicy",
+    "CalibrationResult",
     "CachekitError",
     "CachekitWarning",
     "ConcurrentUseError",
@@ -79,6 +92,7 @@ __all__ = [
     "NonUniformPolicy",
     "PipelineCaller",
     "Policy",
+    "PolicyBinding",
     "PolicyError",
     "PolicyState",
     "Probe",
@@ -90,13 +104,17 @@ __all__ = [
     "RegionView",
     "SampleRequest",
     "SampleScorer",
+    "SchedulePolicy",
     "SimilarityPolicy",
     "StepInfo",
+    "TEXT_KV",
     "TensorIO",
     "TupleIO",
     "UniformPolicy",
     "UnsupportedCombinationError",
     "cached",
+    "calibrate",
+    "cross_attention_paths",
     "did_you_mean",
     "disable",
     "enable",
@@ -104,15 +122,18 @@ __all__ = [
     "hookimpl",
     "hookspec",
     "isinstance_str",
+    "joint_attention_refusal",
     "listing",
     "load_config",
     "load_plugins",
     "merge_rows",
     "nbytes",
+    "receives_context",
     "register_forecaster",
     "register_plugin",
     "register_policy",
     "register_probe",
+    "text_kv_region",
     "tree_map",
     "unregister_plugin",
 ]
