@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     from cachekit.modules import get_submodule, isinstance_str
     from cachekit.plugin_manager import load_plugins, register_plugin, unregister_plugin
     from cachekit.policies import (
+        AdaptivePolicy,
         CalibratedPolicy,
         NonUniformPolicy,
         Policy,
@@ -79,6 +80,7 @@ __getattr__, __dir__ = attach(__name__, __file__)
 __version__ = "0.1.0"
 
 __all__ = [
+    "AdaptivePolicy",
     "AlreadyEnabledError",
     "CacheConfig",
     "CacheHandle",

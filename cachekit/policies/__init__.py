@@ -1,5 +1,6 @@
 """Refresh policies: when a region runs and when its stored result is reused."""
 
+from cachekit.policies.adaptive import AdaptivePolicy
 from cachekit.policies.base import (
     POLICIES,
     Policy,
@@ -16,6 +17,7 @@ from cachekit.policies.similarity import SimilarityPolicy
 from cachekit.policies.uniform import UniformPolicy
 
 __all__ = [
+    "AdaptivePolicy",
     "POLICIES",
     "CalibratedPolicy",
     "NonUniformPolicy",

@@ -9,9 +9,9 @@ from pydantic import Field, model_validator
 
 from cachekit.calibration.checks import probe_threshold
 from cachekit.clock import StepInfo
-from cachekit.engine.probes import PROBES
 from cachekit.errors import PolicyError
 from cachekit.policies.base import Decision, Policy, PolicyBinding, PolicyState, register_policy, where
+from cachekit.policies.probed import ProbeName
 
 
 @register_policy
@@ -28,11 +28,7 @@ class SimilarityPolicy(Policy):
     threshold: float = Field(
         0.1, strict=True, gt=0.0, description="Accumulated relative L1 drift that forces a refresh."
     )
-    probe: str = Field(
-        "entry_input",
-        min_length=1,
-        description="Probe name: 'entry_input', 'entry_residual', or one a plugin registers.",
-    )
+    probe: ProbeName = "entry_input"
     warmup_steps: int = Field(1, strict=True, ge=1, description="Steps at the start that always refresh (at least 1).")
     max_consecutive_reuse: int | None = Field(
         None, strict=True, ge=1, description="Refresh after this many reuses in a row, whatever the drift."
@@ -45,11 +41,6 @@ class SimilarityPolicy(Policy):
 
     state_defaults: ClassVar[dict[str, Any]] = {"drift": 0.0, "reuses": 0}
     """``drift``: accumulated since the last refresh; ``reuses``: reuses in a row."""
-
-    @model_validator(mode="after")
-    def _known_probe(self) -> SimilarityPolicy:
-        PROBES.get(self.probe)
-        return self
 
     @model_validator(mode="after")
     def _budget_with_fit(self) -> SimilarityPolicy:
