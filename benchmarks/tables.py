@@ -32,8 +32,8 @@ def emit(name: str, title: str, headers: Sequence[str], rows: Sequence[Sequence[
     widths = [max(len(str(cell)) for cell in column) for column in zip(headers, *rows, strict=True)]
     print(f"\n{title}")
     for line in (headers, *rows):
-        cells = [cell.ljust(w) if i < left else cell.rjust(w) for i, (cell, w) in enumerate(zip(line, widths, strict=True))]
-        print("  ".join(cells))
+        cells = zip(line, widths, strict=True)
+        print("  ".join(cell.ljust(w) if i < left else cell.rjust(w) for i, (cell, w) in enumerate(cells)))
     if not _folder:
         return None
     path = _folder[0] / f"{name}.md"

@@ -17,7 +17,11 @@ fast frequencies of the timestep embedding. Peers missing from the environment a
   tokens, embedded guidance (one call per step), flow-matching Euler.
 * PixArt-shaped: 12 blocks, width 256, 256 image tokens, batched CFG, DPM-Solver++.
 
-``CACHEKIT_DIT_BENCH_ROUNDS`` (default 3) sets the timed rounds.
+``--device cuda`` runs every setting on a GPU, timed by CUDA events; ``--tables DIR`` writes
+each model's table as Markdown (``scripts/gpu_benchmarks.sh`` does both). Environment
+variables: ``CACHEKIT_DIT_BENCH_ROUNDS`` (default 3) sets the timed rounds,
+``CACHEKIT_DIT_BENCH_STEPS`` (default 28) the steps, and ``CACHEKIT_DIT_BENCH_SIZE=tiny``
+shrinks both models to 4 heads of 16 and 16 tokens (smoke tests; ``full`` without it).
 """
 
 from __future__ import annotations
@@ -42,14 +46,19 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 import cachekit
+from benchmarks import tables
+from benchmarks.device import current
 from benchmarks.sidebyside import interleaved_medians
 from cachekit.experiments.metrics import psnr, relative_l1
 from cachekit.experiments.plots import pareto_front
 from cachekit.plugin_manager import load_plugins
 from tests.dit_models import diffusers_model, flux_pipeline, pixart_pipeline, run_pipeline, smooth_time
 
-STEPS = 28
+STEPS = int(os.environ.get("CACHEKIT_DIT_BENCH_STEPS", "28"))
 ROUNDS = int(os.environ.get("CACHEKIT_DIT_BENCH_ROUNDS", "3"))
+TINY = os.environ.get("CACHEKIT_DIT_BENCH_SIZE", "full") == "tiny"
+HEAD_DIM, SIDE = (16, 4) if TINY else (64, 16)
+"""Attention head width and token grid side of both models (4 heads; 256 image tokens at full size)."""
 PLOT = Path(__file__).resolve().parents[1] / "docs" / "assets" / "dit_peers.png"
 RESULTS: dict[str, list[dict[str, Any]]] = {}
 
@@ -69,7 +78,13 @@ class Setting:
 # --- models --------------------------------------------------------------------------------
 
 
-def flux_shaped(head_dim: int = 64, side: int = 16) -> tuple[Any, Generate]:
+def on_target(pipe: Any, call: dict[str, Any]) -> tuple[Any, Generate]:
+    """The pipeline and a seeded generation of :data:`STEPS` steps, on the benchmarks' device and dtype."""
+    pipe, call = current().model(pipe), current().inputs(call)
+    return pipe, lambda p: run_pipeline(p, call, STEPS)
+
+
+def flux_shaped(head_dim: int = HEAD_DIM, side: int = SIDE) -> tuple[Any, Generate]:
     """The Flux-shaped pipeline: 4 heads of ``head_dim``, a ``side`` x ``side`` token grid, 32 text tokens."""
     first = max(2, head_dim // 16 * 2)
     second = (head_dim - first) // 4 * 2
@@ -80,18 +95,17 @@ def flux_shaped(head_dim: int = 64, side: int = 16) -> tuple[Any, Generate]:
         guidance_embeds=True, axes_dims_rope=rope,
     )  # fmt: skip
     # the tiny VAE halves the image, Flux packs 2 x 2 latents into a token
-    pipe, call = flux_pipeline(transformer=smooth_time(transformer), pixels=4 * side, tokens=32)
-    return pipe, lambda p: run_pipeline(p, call, STEPS)
+    return on_target(*flux_pipeline(transformer=smooth_time(transformer), pixels=4 * side, tokens=32))
 
 
-def pixart_shaped() -> tuple[Any, Generate]:
-    """The PixArt-shaped pipeline: 12 blocks of 4 heads of 64, 16 x 16 tokens, 32 text tokens."""
+def pixart_shaped(head_dim: int = HEAD_DIM, side: int = SIDE) -> tuple[Any, Generate]:
+    """The PixArt-shaped pipeline: 12 blocks of 4 heads of ``head_dim``, ``side`` x ``side`` tokens, 32 text tokens."""
     transformer = diffusers_model(
-        "PixArtTransformer2DModel", num_attention_heads=4, attention_head_dim=64, in_channels=4, out_channels=8,
-        num_layers=12, cross_attention_dim=256, caption_channels=64, sample_size=32, patch_size=2,
+        "PixArtTransformer2DModel", num_attention_heads=4, attention_head_dim=head_dim, in_channels=4,
+        out_channels=8, num_layers=12, cross_attention_dim=4 * head_dim, caption_channels=64,
+        sample_size=2 * side, patch_size=2,
     )  # fmt: skip
-    pipe, call = pixart_pipeline(transformer=smooth_time(transformer), pixels=64, tokens=32)
-    return pipe, lambda p: run_pipeline(p, call, STEPS)
+    return on_target(*pixart_pipeline(transformer=smooth_time(transformer), pixels=4 * side, tokens=32))
 
 
 # --- settings ------------------------------------------------------------------------------
@@ -324,14 +338,28 @@ def print_verdicts(rows: list[dict[str, Any]]) -> None:
 
 
 def print_table(model: str, base_time: float, rows: list[dict[str, Any]]) -> None:
-    print(f"\n{model}: {STEPS} steps, uncached {base_time:.2f} s CPU (median of {ROUNDS} interleaved rounds, 1 thread)")
-    print(f"{'tool':<10}{'setting':<34}{'speedup':>9}{'FLOPs':>8}{'refreshes':>11}{'PSNR dB':>9}{'rel L1':>9}")
-    for row in rows:
-        refreshes = "-" if row["refreshes"] is None else str(row["refreshes"])
-        print(
-            f"{row['tool']:<10}{row['setting']:<34}{row['speedup']:>8.2f}x{100 * row['flop_share']:>7.1f}%"
-            f"{refreshes:>11}{row['psnr']:>9.1f}{row['relative_l1']:>9.4f}"
-        )
+    """The table, printed and (``--tables``) written; ``of ceiling`` is the share of the FLOP
+    ceiling (1 / FLOP share) that the speedup reaches."""
+    clock = "CUDA events" if current().is_cuda else "CPU time, 1 thread"
+    title = (
+        f"{model}: {STEPS} steps on {current().describe()}, uncached {base_time:.3f} s "
+        f"(median of {ROUNDS} interleaved rounds, {clock})"
+    )
+    headers = ("tool", "setting", "speedup", "FLOPs", "of ceiling", "refreshes", "PSNR dB", "rel L1")
+    cells = [
+        [
+            row["tool"],
+            row["setting"],
+            f"{row['speedup']:.2f}x",
+            f"{100 * row['flop_share']:.1f}%",
+            f"{100 * row['speedup'] * row['flop_share']:.1f}%",
+            "-" if row["refreshes"] is None else str(row["refreshes"]),
+            f"{row['psnr']:.1f}",
+            f"{row['relative_l1']:.4f}",
+        ]
+        for row in rows
+    ]
+    tables.emit(f"dit_peers_{model.split('-')[0].lower()}", title, headers, cells, left=2)
 
 
 TOOL_COLOURS = {"cachekit": "tab:blue", "diffusers": "tab:orange", "cache-dit": "tab:green"}
@@ -416,11 +444,7 @@ def test_hook_overhead(benchmark: Any) -> None:
     )
     overhead = medians["never"] - medians["none"]
     full, generate_full = flux_shaped()
-    full_times = []
-    for _ in range(3):
-        start = time.process_time()
-        generate_full(full)
-        full_times.append(time.process_time() - start)
+    full_times = [current().seconds(lambda: generate_full(full), time.process_time) for _ in range(3)]
     share = overhead / statistics.median(full_times)
     print(
         f"\nhooks of a never-reusing policy: {1000 * overhead:.1f} ms per {STEPS}-step generation "

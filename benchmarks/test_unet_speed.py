@@ -161,7 +161,8 @@ def _table(
             }
         )
     title = (
-        f"SD 1.5 layout, widths {WIDTHS}, {LATENT}x{LATENT} latent, DDIM {STEPS} steps, CFG, on {current().describe()}; "
+        f"SD 1.5 layout, widths {WIDTHS}, {LATENT}x{LATENT} latent, DDIM {STEPS} steps, CFG, "
+        f"on {current().describe()}; "
         f"branch 0 holds {100 * flop_share:.1f}% of the UNet's FLOPs and {100 * time_share:.1f}% of its time; "
         f"medians of {ROUNDS} rounds of {'CUDA events' if current().is_cuda else CLOCK.__name__}"
     )
