@@ -19,6 +19,11 @@ def select(folder: str | None) -> None:
     _folder[:] = [] if folder is None else [Path(folder)]
 
 
+def folder() -> Path | None:
+    """The folder selected with ``--tables``, or ``None``."""
+    return _folder[0] if _folder else None
+
+
 def markdown(headers: Sequence[str], rows: Sequence[Sequence[str]], left: int = 1) -> str:
     """A Markdown table; the first ``left`` columns aligned left, the others right."""
     rule = ["---" if index < left else "---:" for index in range(len(headers))]

@@ -6,7 +6,8 @@ L1), its share of the uncached FLOPs is counted (``FlopCounterMode``, all matmul
 attention), and all settings are timed side by side (interleaved rounds, medians, one
 thread, CPU time: steadier than wall time on a shared machine). The table is printed and
 kept in the benchmark's ``extra_info``; the speed against fidelity plot goes to
-``docs/assets/dit_peers.png``, its data to ``docs/assets/dit_peers.json``.
+``docs/assets/dit_peers.png``, its data to ``docs/assets/dit_peers.json`` (with ``--tables
+DIR``, to ``DIR`` instead), a model not run this time keeping its earlier rows there.
 
 Models: random weights with smoothed time conditioning (:func:`tests.dit_models.smooth_time`),
 so that adjacent steps differ as in a trained model rather than being decorrelated by the
@@ -59,8 +60,7 @@ ROUNDS = int(os.environ.get("CACHEKIT_DIT_BENCH_ROUNDS", "3"))
 TINY = os.environ.get("CACHEKIT_DIT_BENCH_SIZE", "full") == "tiny"
 HEAD_DIM, SIDE = (16, 4) if TINY else (64, 16)
 """Attention head width and token grid side of both models (4 heads; 256 image tokens at full size)."""
-PLOT = Path(__file__).resolve().parents[1] / "docs" / "assets" / "dit_peers.png"
-RESULTS: dict[str, list[dict[str, Any]]] = {}
+ASSETS = Path(__file__).resolve().parents[1] / "docs" / "assets"
 
 Generate = Callable[[Any], torch.Tensor]
 
@@ -123,11 +123,17 @@ def cachekit_setting(pipe: Any, generate: Generate, name: str, config: dict[str,
     return Setting("cachekit", name, run, lambda: refreshes[0] if refreshes else None)
 
 
+FORECASTS: dict[str, Any] = {"linear": "linear"}
+"""The forecasters the forecasting settings run with, by the label the table gives them."""
+
+
 def cachekit_settings(pipe: Any, generate: Generate) -> list[Setting]:
     """Never reusing (the hooks' overhead); uniform over the whole trunk, with and without 8
     warm-up steps (the peers' defaults warm up too: DBCache 8 steps, MagCache 20%); similarity
     on the first block's residual (First-Block-Cache's rule; with warm-up, DBCache's setting)
-    and on the trunk's input (TeaCache's); self-attention every other step (PAB's)."""
+    and on the trunk's input (TeaCache's); self-attention every other step (PAB's); and uniform
+    over the trunk with each forecaster of :data:`FORECASTS` (TaylorSeer's idea on cachekit's
+    regions)."""
     length = len(pipe.transformer.transformer_blocks) + len(getattr(pipe.transformer, "single_transformer_blocks", ()))
     trunk = f"blocks[0:{length}]"
     uniform = [(interval, 0) for interval in (2, 3, 4, 6)] + [(interval, 8) for interval in (4, 8, 10)]
@@ -166,6 +172,14 @@ def cachekit_settings(pipe: Any, generate: Generate) -> list[Setting]:
             {"regions": [trunk], "policy": {"kind": "similarity", "threshold": threshold, "warmup_steps": warmup}},
         )
         for threshold, warmup in trunk_input
+    ]
+    variants += [
+        (
+            f"uniform {interval}, {label}",
+            {"regions": [trunk], "policy": {"kind": "uniform", "interval": interval}, "forecast": forecast},
+        )
+        for label, forecast in FORECASTS.items()
+        for interval in (2, 3, 4, 6)
     ]
     variants.append(
         (
@@ -406,9 +420,12 @@ def run_model(model: str, build: Callable[[], tuple[Any, Generate]], benchmark: 
     if importlib.util.find_spec("cache_dit") is not None:
         settings += cache_dit_settings(pipe, generate)
     rows = measure(model, pipe, generate, settings)
-    RESULTS[model] = rows
-    save_plot(RESULTS, PLOT)
-    PLOT.with_suffix(".json").write_text(json.dumps(RESULTS, indent=1, default=str), encoding="utf-8")
+    plot = (tables.folder() or ASSETS) / "dit_peers.png"
+    data = plot.with_suffix(".json")
+    results = json.loads(data.read_text(encoding="utf-8")) if data.exists() else {}
+    results[model] = rows
+    save_plot(results, plot)
+    data.write_text(json.dumps(results, indent=1, default=str), encoding="utf-8")
     benchmark.extra_info.update({f"{row['tool']} {row['setting']}": row for row in rows})
     benchmark.pedantic(settings[0].run, rounds=1, iterations=1)
 
