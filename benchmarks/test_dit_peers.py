@@ -53,6 +53,7 @@ from benchmarks.sidebyside import interleaved_medians
 from cachekit.experiments.metrics import psnr, relative_l1
 from cachekit.experiments.plots import pareto_front
 from cachekit.plugin_manager import load_plugins
+from cachekit.reuse import FORECASTERS
 from tests.dit_models import diffusers_model, flux_pipeline, pixart_pipeline, run_pipeline, smooth_time
 
 STEPS = int(os.environ.get("CACHEKIT_DIT_BENCH_STEPS", "28"))
@@ -123,8 +124,23 @@ def cachekit_setting(pipe: Any, generate: Generate, name: str, config: dict[str,
     return Setting("cachekit", name, run, lambda: refreshes[0] if refreshes else None)
 
 
-FORECASTS: dict[str, Any] = {"linear": "linear"}
-"""The forecasters the forecasting settings run with, by the label the table gives them."""
+FORECASTS: dict[str, Any] = {
+    "linear": "linear",
+    "taylor 2": {"name": "taylor", "order": 2},
+    "hermite 2": {"name": "hermite", "order": 2},
+}
+"""The forecasters the forecasting settings run with, by the label the table gives them (those
+registered: a forecaster this cachekit does not have is left out)."""
+
+
+def registered_forecasts() -> dict[str, Any]:
+    """:data:`FORECASTS` but the forecasters no plugin registered."""
+    known = FORECASTERS.names()
+    return {
+        label: forecast
+        for label, forecast in FORECASTS.items()
+        if (forecast if isinstance(forecast, str) else forecast["name"]) in known
+    }
 
 
 def cachekit_settings(pipe: Any, generate: Generate) -> list[Setting]:
@@ -178,7 +194,7 @@ def cachekit_settings(pipe: Any, generate: Generate) -> list[Setting]:
             f"uniform {interval}, {label}",
             {"regions": [trunk], "policy": {"kind": "uniform", "interval": interval}, "forecast": forecast},
         )
-        for label, forecast in FORECASTS.items()
+        for label, forecast in registered_forecasts().items()
         for interval in (2, 3, 4, 6)
     ]
     variants.append(
@@ -329,26 +345,34 @@ def measure(model: str, pipe: Any, generate: Generate, settings: list[Setting]) 
         for setting in settings
     ]
     print_table(model, base_time, rows)
-    print_verdicts(rows)
+    print_verdicts(model, rows)
     return rows
 
 
-def print_verdicts(rows: list[dict[str, Any]]) -> None:
-    """For each peer setting, cachekit's fastest setting at least as faithful (PSNR)."""
+def print_verdicts(model: str, rows: list[dict[str, Any]]) -> None:
+    """For each peer setting, cachekit's fastest setting at least as faithful (PSNR), and
+    whether it is faster: the table is printed and (``--tables``) written."""
     ours = [row for row in rows if row["tool"] == "cachekit"]
-    print("\npeer setting -> cachekit's fastest at >= its PSNR (speedup; FLOP share)")
+    cells = []
     for peer in (row for row in rows if row["tool"] not in ("cachekit", "none")):
-        matches = [row for row in ours if row["psnr"] >= peer["psnr"]]
-        best = max(matches, key=lambda row: row["speedup"], default=None)
-        verdict = (
-            "none"
-            if best is None
-            else (
-                f"{best['setting']}: {best['speedup']:.2f}x vs {peer['speedup']:.2f}x; "
-                f"{100 * best['flop_share']:.1f}% vs {100 * peer['flop_share']:.1f}%"
-            )
-        )
-        print(f"  {peer['tool']} {peer['setting']} ({peer['psnr']:.1f} dB) -> {verdict}")
+        best = max((row for row in ours if row["psnr"] >= peer["psnr"]), key=lambda row: row["speedup"], default=None)
+        mine = ["none", "-", "-", "-"] if best is None else [best["setting"], *figures(best)]
+        ahead = best is not None and best["speedup"] > peer["speedup"]
+        cells.append([f"{peer['tool']} {peer['setting']}", *figures(peer), *mine, "yes" if ahead else "no"])
+    headers = ("peer setting", "speedup", "FLOPs", "PSNR dB", "cachekit's fastest at >= its PSNR", "speedup",
+               "FLOPs", "PSNR dB", "cachekit faster")  # fmt: skip
+    title = f"{model}: each peer setting against cachekit's fastest setting at equal or better PSNR"
+    tables.emit(f"dit_peers_{table_key(model)}_verdicts", title, headers, cells, left=1)
+
+
+def figures(row: dict[str, Any]) -> list[str]:
+    """A row's speedup, FLOP share and PSNR, as table cells."""
+    return [f"{row['speedup']:.2f}x", f"{100 * row['flop_share']:.1f}%", f"{row['psnr']:.1f}"]
+
+
+def table_key(model: str) -> str:
+    """``"flux"`` for ``"Flux-shaped (4 + 8 blocks)"``: the tables' file names."""
+    return model.split("-")[0].lower()
 
 
 def print_table(model: str, base_time: float, rows: list[dict[str, Any]]) -> None:
@@ -373,7 +397,7 @@ def print_table(model: str, base_time: float, rows: list[dict[str, Any]]) -> Non
         ]
         for row in rows
     ]
-    tables.emit(f"dit_peers_{model.split('-')[0].lower()}", title, headers, cells, left=2)
+    tables.emit(f"dit_peers_{table_key(model)}", title, headers, cells, left=2)
 
 
 TOOL_COLOURS = {"cachekit": "tab:blue", "diffusers": "tab:orange", "cache-dit": "tab:green"}

@@ -5,10 +5,11 @@
 # table goes to OUT as Markdown, with the share of the FLOP ceiling each speedup reaches
 # ("of ceiling"; the goal is at least 95%).
 #
-#   scripts/gpu_benchmarks.sh [--device cuda|cuda:N|cpu] [--dtype float32|float16|bfloat16] [--tiny] [OUT]
+#   scripts/gpu_benchmarks.sh [--device cuda|cuda:N|cpu] [--dtype float32|float16|bfloat16] [--tiny] [OUT] [-- PYTEST ARGS]
 #
 # OUT defaults to ./benchmark-tables. --tiny shrinks every model, runs 4 to 6 steps and one timed
 # round: a smoke test, which with --device cpu runs anywhere (tests/test_benchmarks_script.py).
+# Arguments after -- go to pytest (-k flux_shaped: that benchmark alone).
 # Needs the dev extra (pytest-benchmark, diffusers, DeepCache, cache-dit); PYTHON picks the interpreter.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,7 +20,8 @@ while [ $# -gt 0 ]; do
     --device) device=$2; shift 2 ;;
     --dtype) dtype=$2; shift 2 ;;
     --tiny) tiny=1; shift ;;
-    -h | --help) sed -n '2,13p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,14p' "$0"; exit 0 ;;
+    --) shift; break ;;
     -*) echo "gpu_benchmarks.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
     *) out=$1; shift ;;
   esac
@@ -36,5 +38,5 @@ if [ "${device%%:*}" = cpu ]; then
 fi
 
 "${PYTHON:-python}" -m pytest benchmarks/test_unet_speed.py benchmarks/test_dit_peers.py -k "not hook_overhead" \
-  --device "$device" --dtype "$dtype" --tables "$out" --benchmark-enable -s -p no:cacheprovider
+  --device "$device" --dtype "$dtype" --tables "$out" --benchmark-enable -s -p no:cacheprovider "$@"
 echo "gpu_benchmarks.sh: tables in $out/: $(cd "$out" && ls -- *.md | tr '\n' ' ')"
