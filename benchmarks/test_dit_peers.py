@@ -21,8 +21,10 @@ fast frequencies of the timestep embedding. Peers missing from the environment a
 ``--device cuda`` runs every setting on a GPU, timed by CUDA events; ``--tables DIR`` writes
 each model's table as Markdown (``scripts/gpu_benchmarks.sh`` does both). Environment
 variables: ``CACHEKIT_DIT_BENCH_ROUNDS`` (default 3) sets the timed rounds,
-``CACHEKIT_DIT_BENCH_STEPS`` (default 28) the steps, and ``CACHEKIT_DIT_BENCH_SIZE=tiny``
-shrinks both models to 4 heads of 16 and 16 tokens (smoke tests; ``full`` without it).
+``CACHEKIT_DIT_BENCH_STEPS`` (default 28) the steps, ``CACHEKIT_DIT_BENCH_SIZE=tiny``
+shrinks both models to 4 heads of 16 and 16 tokens (smoke tests; ``full`` without it), and
+``CACHEKIT_DIT_BENCH_SETTINGS`` (a regular expression searched in "tool setting", e.g.
+``"diffusers|uniform"``) keeps only the settings it matches beside the uncached baseline.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ import io
 import json
 import math
 import os
+import re
 import statistics
 import time
 from collections.abc import Callable
@@ -62,6 +65,8 @@ TINY = os.environ.get("CACHEKIT_DIT_BENCH_SIZE", "full") == "tiny"
 HEAD_DIM, SIDE = (16, 4) if TINY else (64, 16)
 """Attention head width and token grid side of both models (4 heads; 256 image tokens at full size)."""
 ASSETS = Path(__file__).resolve().parents[1] / "docs" / "assets"
+SELECTED = re.compile(os.environ.get("CACHEKIT_DIT_BENCH_SETTINGS", ""))
+"""Settings run: those whose "tool setting" this matches (all of them by default)."""
 
 Generate = Callable[[Any], torch.Tensor]
 
@@ -443,7 +448,7 @@ def run_model(model: str, build: Callable[[], tuple[Any, Generate]], benchmark: 
     settings = cachekit_settings(pipe, generate) + diffusers_settings(pipe, generate)
     if importlib.util.find_spec("cache_dit") is not None:
         settings += cache_dit_settings(pipe, generate)
-    rows = measure(model, pipe, generate, settings)
+    rows = measure(model, pipe, generate, [item for item in settings if SELECTED.search(f"{item.tool} {item.name}")])
     plot = (tables.folder() or ASSETS) / "dit_peers.png"
     data = plot.with_suffix(".json")
     results = json.loads(data.read_text(encoding="utf-8")) if data.exists() else {}
