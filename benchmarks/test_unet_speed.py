@@ -139,10 +139,10 @@ def _pyramid_attention_broadcast(pipe: Any) -> Callable[[], torch.Tensor]:
 
 
 def _table(
-    name: str, pipe: Any, candidates: dict[str, Callable[[], torch.Tensor]], refreshes: dict[str, int]
+    table: str, pipe: Any, candidates: dict[str, Callable[[], torch.Tensor]], refreshes: dict[str, int]
 ) -> list[dict]:
     """Time every candidate side by side; each row also holds the FLOP ceiling and fidelity.
-    The table is printed, and written as ``<name>.md`` with ``--tables``."""
+    The table is printed, and written as ``<table>.md`` with ``--tables``."""
     flop_share, time_share = _branch0_shares(pipe)
     outputs = {name: run() for name, run in candidates.items()}  # also the warm-up round
     medians = interleaved_medians(candidates, rounds=ROUNDS, warmup=0, clock=CLOCK)
@@ -167,7 +167,7 @@ def _table(
         f"medians of {ROUNDS} rounds of {'CUDA events' if current().is_cuda else CLOCK.__name__}"
     )
     headers = ("setting", "speedup", "ceiling", "of ceiling", "time ceiling", "refreshes", "PSNR dB", "rel L1")
-    tables.emit(name, title, headers, [_cells(row) for row in rows])
+    tables.emit(table, title, headers, [_cells(row) for row in rows])
     return rows
 
 
