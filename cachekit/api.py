@@ -52,7 +52,7 @@ def enable(target: Any, config: ConfigSource = None, **overrides: Any) -> CacheH
             RegionPlan(region, settings.policy_for(denoiser.name, region.name), forecaster) for region in regions
         ]
         plans.append((denoiser, region_plans, settings.num_steps))
-    return CacheHandle().install(plans, _step_completed(pm))
+    return CacheHandle().install(plans, _step_completed(pm), settings.process_group)
 
 
 def _step_completed(pm: Any) -> Any:

@@ -154,11 +154,16 @@ def run_command(args: argparse.Namespace) -> int:
 
     Says first which settings an earlier run saved (they are skipped). Ctrl-C stops the run
     with one line saying how many settings are saved; running again continues from there.
+    ``--executor ray`` runs the settings on a Ray cluster (``--address``, else a local one).
     """
     from cachekit.experiments import DEMO_EXPERIMENT, ExperimentRunner
+    from cachekit.experiments.executors import RayExecutor
 
+    if args.address is not None and args.executor != "ray":
+        raise ConfigError(f"--address {args.address!r} is the Ray cluster to join: give it with --executor ray")
+    executor = RayExecutor(address=args.address) if args.executor == "ray" else None
     config = DEMO_EXPERIMENT if args.config is None else args.config
-    runner = ExperimentRunner(config, args.out, fresh=args.fresh, progress=not args.quiet)
+    runner = ExperimentRunner(config, args.out, fresh=args.fresh, progress=not args.quiet, executor=executor)
     plan = runner.plan
     if plan.done:
         names = ", ".join(repr(name) for name in plan.done)
@@ -207,6 +212,13 @@ def build_parser() -> argparse.ArgumentParser:
     for command in (run, demo):
         command.add_argument("--fresh", action="store_true", help="rerun every setting, ignoring earlier results")
         command.add_argument("--quiet", action="store_true", help="no progress bar")
+        command.add_argument(
+            "--executor",
+            choices=("local", "ray"),
+            default="local",
+            help="where the settings sample: this process (default), or a Ray cluster (the ray extra)",
+        )
+        command.add_argument("--address", help="with --executor ray: the cluster to join (default: start a local one)")
     return parser
 
 

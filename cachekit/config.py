@@ -16,8 +16,18 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError, create_model, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializeAsAny,
+    ValidationError,
+    WithJsonSchema,
+    create_model,
+    field_validator,
+)
 
+from cachekit.engine.ranks import GROUP_CHOICES, check_process_group
 from cachekit.errors import ConfigError, did_you_mean, listing
 from cachekit.plugin_manager import load_plugins
 from cachekit.policies.base import Policy, parse_policy, policy_kinds
@@ -95,9 +105,18 @@ class CacheConfig(BaseModel):
             "or a forecaster a plugin registers."
         ),
     )
+    process_group: Annotated[Any, WithJsonSchema({"type": "string", "enum": list(GROUP_CHOICES)})] = Field(
+        "auto",
+        description=(
+            "Ranks that agree on every decision of a sharded denoiser (their probe statistics are summed): "
+            "'auto' the mesh diffusers' enable_parallelism or DTensor parameters shard it over, none otherwise; "
+            "'world' every rank; 'none' each rank alone; or a torch.distributed ProcessGroup (Python only)."
+        ),
+    )
 
     _policy = field_validator("policy", mode="before")(lambda cls, value: _policy_field(value))
     _regions = field_validator("regions", mode="before")(lambda cls, value: region_names(value))
+    _process_group = field_validator("process_group", mode="before")(lambda cls, value: check_process_group(value))
 
     @field_validator("forecast")
     @classmethod

@@ -44,6 +44,11 @@ class UnsupportedCombinationError(CachekitError, RuntimeError):
     combination and the order or setting that works."""
 
 
+class RankMismatchError(CachekitError, RuntimeError):
+    """The ranks of a sharded denoiser run different generations (step count, batch size), so
+    they cannot take the same refresh and reuse decisions; the message lists each rank's."""
+
+
 class CachekitWarning(UserWarning):
     """Something cachekit was asked to do does not fit what the model or loop actually does."""
 

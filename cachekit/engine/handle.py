@@ -18,6 +18,7 @@ from torch import nn
 from cachekit.clock import DenoisingClock, default_step_completed
 from cachekit.denoiser import Denoiser
 from cachekit.engine.patching import MethodPatch
+from cachekit.engine.ranks import rank_group
 from cachekit.engine.runner import RegionRunner
 from cachekit.engine.runtime import DenoiserRuntime
 from cachekit.engine.scheduler_tap import SchedulerTap
@@ -110,8 +111,13 @@ class CacheHandle:
         self,
         plans: Sequence[tuple[Denoiser, Sequence[RegionPlan], int | None]],
         step_completed: Callable[[Any], bool] = default_step_completed,
+        process_group: Any = "auto",
     ) -> CacheHandle:
-        """Install hooks for every denoiser and region; on any failure undo what was done."""
+        """Install hooks for every denoiser and region; on any failure undo what was done.
+
+        ``process_group`` is the config's: which ranks each denoiser's decisions are agreed over
+        (:func:`~cachekit.engine.ranks.rank_group`).
+        """
         for denoiser, _, _ in plans:
             if handle_of(denoiser.module) is not None:
                 raise AlreadyEnabledError(
@@ -123,7 +129,7 @@ class CacheHandle:
         self.stats = CacheStats(names)
         try:
             for denoiser, region_plans, num_steps in plans:
-                self._install_denoiser(denoiser, region_plans, num_steps, step_completed, qualify)
+                self._install_denoiser(denoiser, region_plans, num_steps, step_completed, qualify, process_group)
         except BaseException:
             self.disable()
             raise
@@ -137,8 +143,10 @@ class CacheHandle:
         num_steps: int | None,
         step_completed: Callable[[Any], bool],
         qualify: bool,
+        process_group: Any,
     ) -> None:
-        runtime = DenoiserRuntime(denoiser, num_steps)
+        rank_group(process_group, denoiser.module)  # a group that cannot be is an error now, not at the first call
+        runtime = DenoiserRuntime(denoiser, num_steps, process_group)
         runtime.owner = self  # the model's hooks keep their handle alive, never the other way round
         self.runtimes.append(runtime)
         model = denoiser.module

@@ -70,16 +70,20 @@ def register_probe(name: str, probe: Probe) -> None:
     PROBES.add(name, probe)
 
 
-def row_drift(probe: torch.Tensor, previous: torch.Tensor) -> float | torch.Tensor:
-    """``mean|p - q| / mean|q|`` of each batch row, in float32 (one host sync).
+def row_drift_terms(probe: torch.Tensor, previous: torch.Tensor) -> torch.Tensor:
+    """``sum|p - q|`` and ``sum|q|`` of each batch row, in float32: a ``(2, rows)`` tensor on the
+    probe's device (a probe without a batch dimension is one row).
 
-    One row (or a probe without a batch dimension) gives a float; more rows a CPU tensor
-    with one value per row.
+    Terms add up over shards of a row: the terms of a row's pieces, summed over the ranks that
+    hold them (:class:`~cachekit.engine.ranks.RankGroup`), are the terms of the whole row.
     """
-    tiny = torch.finfo(torch.float32).tiny
-    if probe.dim() == 0 or probe.shape[0] == 1:
-        before = previous.float()
-        return float((probe.float() - before).abs().mean() / before.abs().mean().clamp_min(tiny))
-    rows = probe.float().flatten(1)
-    before = previous.float().flatten(1)
-    return ((rows - before).abs().mean(dim=1) / before.abs().mean(dim=1).clamp_min(tiny)).cpu()
+    rows = probe.float().reshape(1, -1) if probe.dim() == 0 or probe.shape[0] == 1 else probe.float().flatten(1)
+    before = previous.float().reshape(rows.shape)
+    return torch.stack(((rows - before).abs().sum(dim=1), before.abs().sum(dim=1)))
+
+
+def drift_of(terms: torch.Tensor) -> float | torch.Tensor:
+    """The relative L1 drift ``sum|p - q| / sum|q|`` of each row from its :func:`row_drift_terms`
+    (one host sync): a float for one row, else a CPU tensor with one value per row."""
+    drift = terms[0] / terms[1].clamp_min(torch.finfo(torch.float32).tiny)
+    return float(drift[0]) if len(drift) == 1 else drift.cpu()

@@ -18,7 +18,8 @@ import torch
 
 from cachekit.clock import StepInfo
 from cachekit.denoiser import Denoiser
-from cachekit.engine.probes import PROBES, Probe, row_drift
+from cachekit.engine.probes import PROBES, Probe, drift_of, row_drift_terms
+from cachekit.engine.ranks import RankGroup
 from cachekit.engine.state import ContextState, RegionState
 from cachekit.engine.stats import RegionStats
 from cachekit.errors import CachekitWarning
@@ -34,6 +35,8 @@ class StepSource(Protocol):
 
     denoiser: Denoiser
     current_step: StepInfo | None
+    ranks: RankGroup | None
+    """The ranks that sum each probe's drift terms so they decide alike (``None``: decide alone)."""
 
 
 @dataclass
@@ -138,7 +141,9 @@ class RegionRunner:
         probe = self.probe.measure(entry_inputs, self.watched).detach()
         previous = state.previous_probe
         if previous is not None and previous.shape == probe.shape:
-            self.policy.observe(state.policy, row_drift(probe, previous))
+            terms = row_drift_terms(probe, previous)
+            ranks = self.runtime.ranks
+            self.policy.observe(state.policy, drift_of(terms if ranks is None else ranks.sum(terms)))
         state.previous_probe = probe
 
     def _partial(

@@ -3,7 +3,9 @@
 At the first call of each generation the number of steps is known (from the scheduler, or
 the config's ``num_steps`` for a bare model): a few-step generation sets its
 :class:`~cachekit.engine.stats.FewSteps` ceiling on every region's stats and warns once per
-step count with :class:`~cachekit.errors.FewStepsWarning`.
+step count with :class:`~cachekit.errors.FewStepsWarning`; a denoiser sharded over ranks
+checks there that every rank runs as many steps and batch rows
+(:meth:`~cachekit.engine.ranks.RankGroup.check_agreement`).
 """
 
 from __future__ import annotations
@@ -14,8 +16,9 @@ from typing import Any
 
 import torch
 
-from cachekit.clock import DenoisingClock, StepInfo
+from cachekit.clock import DenoisingClock, StepInfo, find_sample
 from cachekit.denoiser import Denoiser
+from cachekit.engine.ranks import RankGroup, rank_group
 from cachekit.engine.runner import RegionRunner
 from cachekit.engine.stats import FEW_STEPS, FewSteps
 from cachekit.errors import FewStepsWarning
@@ -24,8 +27,13 @@ from cachekit.errors import FewStepsWarning
 class DenoiserRuntime:
     """One denoiser's clock, its current step, and the runners of its regions."""
 
-    def __init__(self, denoiser: Denoiser, num_steps: int | None):
+    def __init__(self, denoiser: Denoiser, num_steps: int | None, process_group: Any = "auto"):
         self.denoiser = denoiser
+        self.process_group = process_group
+        """The config's ``process_group``, resolved at each generation's first call (parallelism
+        enabled on the model after cachekit counts too)."""
+        self.ranks: RankGroup | None = None
+        """The ranks this generation is sharded over, which decide alike (``None``: this process alone)."""
         self.runners: list[RegionRunner] = []
         self.clock = DenoisingClock(num_steps, self._new_generation, self._generation_ended)
         self.current_step: StepInfo | None = None
@@ -54,6 +62,12 @@ class DenoiserRuntime:
         step = self.clock.tick(args, kwargs)
         if not self.calls:
             self._check_length(step.num_steps)
+            self.ranks = rank_group(self.process_group, self.denoiser.module)
+            if self.ranks is not None:
+                sample = find_sample(args, kwargs)
+                batch = None if sample is None else sample.shape[0] if sample.dim() else 1
+                device = torch.device("cpu") if sample is None else sample.device
+                self.ranks.check_agreement(self.denoiser.name, step.num_steps, batch, device)
         return step
 
     def _check_length(self, num_steps: int | None) -> None:

@@ -3,7 +3,7 @@
 A layer above the core: the core never imports it. ``cachekit run`` and ``cachekit demo``
 use it; its hooks (``cachekit.experiments.hookspecs``, described on the Plugin hooks page)
 let plugins load, call and score models and add entry keys of their own. Importing it does
-not import matplotlib or diffusers.
+not import matplotlib, diffusers or Ray.
 """
 
 from cachekit.experiments.caller import PipelineCaller, SampleRequest
@@ -20,6 +20,7 @@ from cachekit.experiments.config import (
 from cachekit.experiments.entries import PolicyEntry, Setting
 from cachekit.experiments.entry_key import EntryKey
 from cachekit.experiments.errors import ExperimentError
+from cachekit.experiments.executors import Executor, LocalExecutor, RayExecutor
 from cachekit.experiments.hooks import named_models
 from cachekit.experiments.model_spec import ModelSpec
 from cachekit.experiments.results import ExperimentResults
@@ -35,10 +36,13 @@ __all__ = [
     "ExperimentError",
     "ExperimentResults",
     "ExperimentRunner",
+    "Executor",
+    "LocalExecutor",
     "ModelSpec",
     "PipelineCaller",
     "PlotSpec",
     "PolicyEntry",
+    "RayExecutor",
     "SampleRequest",
     "SampleScorer",
     "SamplingSpec",

@@ -15,6 +15,8 @@ Fréchet distance and class accuracy on the shipped digits models). It writes
 Results are saved after each setting; rerunning the same config skips the settings already
 done (same model, sampling, timing and cache config) and reuses the saved baseline samples,
 so a run stopped at any point continues where it stopped.
+Where the settings sample is the executor's (:mod:`cachekit.experiments.executors`): in this
+process by default, or on a Ray cluster; rows, files and plots are made here either way.
 Loading, calling and scoring the model come from plugins (the hooks of
 ``cachekit.experiments.hookspecs``, described on the Plugin hooks page); this module never
 imports diffusers, and reads a cached run through the handle's public ``views`` and
@@ -24,7 +26,6 @@ imports diffusers, and reads a cached run through the handle's public ``views`` 
 from __future__ import annotations
 
 import json
-import math
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -38,22 +39,27 @@ from torch import nn
 
 from cachekit.api import enable
 from cachekit.config import CacheConfig
-from cachekit.engine.handle import CacheHandle, RegionView
+from cachekit.denoiser import Denoiser
+from cachekit.engine.handle import CacheHandle
 from cachekit.errors import CachekitError, ConfigError, listing
 from cachekit.experiments.atomic_file import remove_partials
 from cachekit.experiments.caller import PipelineCaller, SampleRequest
 from cachekit.experiments.config import BASELINE, NOISE_FLOOR, ExperimentConfig, load_experiment
 from cachekit.experiments.entries import Setting
 from cachekit.experiments.errors import ExperimentError
+from cachekit.experiments.executors import Executor, LocalExecutor, ProgressBar
 from cachekit.experiments.hooks import experiment_plugins, load_model
 from cachekit.experiments.loop_timer import loop_timer
+from cachekit.experiments.measurement import Measurement, RegionCount
 from cachekit.experiments.metrics import FIDELITY_METRICS, fidelity
 from cachekit.experiments.plots import save_grid, save_pareto
 from cachekit.experiments.recorder import LoopRecorder, SettingRun
 from cachekit.experiments.results import ExperimentResults, ResultFiles, digest, metric_columns
 from cachekit.experiments.scorer import SampleScorer
+from cachekit.experiments.shard import Shard
 from cachekit.experiments.speedup import Speedup
-from cachekit.flops import RegionFlops, computed_flop_share, region_flop_shares
+from cachekit.flops import RegionFlops, region_flop_shares
+from cachekit.region import Region
 
 T = TypeVar("T")
 
@@ -86,6 +92,8 @@ class ExperimentRunner:
 
     ``clock`` (a function returning seconds) replaces the clock of
     :func:`~cachekit.experiments.loop_timer.loop_timer`, e.g. a test's simulated one.
+    ``executor`` runs the settings (default: :class:`~cachekit.experiments.executors.LocalExecutor`,
+    in this process); it calls :meth:`prepare` and :meth:`measure`, here or on a worker's copy.
     """
 
     def __init__(
@@ -95,6 +103,7 @@ class ExperimentRunner:
         fresh: bool = False,
         progress: bool = True,
         clock: Callable[[], float] | None = None,
+        executor: Executor | None = None,
     ):
         self.config = load_experiment(config)
         self.output_dir = Path(output_dir) if output_dir is not None else self.config.resolved_output_dir()
@@ -102,6 +111,7 @@ class ExperimentRunner:
         self.fresh = fresh
         self.progress = progress
         self.clock = clock
+        self.executor = executor or LocalExecutor()
         self.fingerprint = digest(
             {
                 "model": self.config.model.model_dump(mode="json"),
@@ -113,6 +123,7 @@ class ExperimentRunner:
         """The rows saved so far (reused and new), by setting name."""
         self._flops: dict[tuple[str, tuple[str, ...]], RegionFlops] = {}
         self._baseline_images: torch.Tensor | None = None
+        self._model: LoadedModel | None = None
 
     @cached_property
     def plan(self) -> RunPlan:
@@ -145,24 +156,39 @@ class ExperimentRunner:
         )
 
     def _run_settings(self, todo: list[Setting]) -> None:
-        model = self._load_pipeline()
-        self._resolve_names(model, todo)
         sampling, repeats = self.config.sampling, self.config.timing.repeats
-        batches = math.ceil(len(sampling.seed_list()) / sampling.batch_size)
-        rounds = sum(repeats - 1 + (repeats if setting.cache is not None else 0) for setting in todo)
-        with (
-            _torch_threads(self.config.timing.threads),
-            _progress_bar(batches * len(todo) + rounds, self.progress) as bar,
-        ):
-            self._sample(model, None, sampling.seed_list()[:1], steps=2)  # warm-up
-            for setting in todo:
-                bar.set_description(setting.name)
-                run, handle, speedup = self._measure(model, setting, bar)
-                baseline = None if setting.name == BASELINE else self._baseline()
-                row = self._row(setting, run, handle, baseline, speedup)
-                self.files.save_samples(setting.name, run.images)
-                self.rows[setting.name] = row
-                self._write(ExperimentResults(list(self.rows.values()), self.output_dir, "psnr"), figures=False)
+        work = sum(shard.work(sampling.batch_size, repeats) for shard in map(self.whole, todo))
+        held: list[tuple[Setting, Measurement]] = []  # finished before the baseline they are compared with
+        with _torch_threads(self.config.timing.threads), _progress_bar(work, self.progress) as bar:
+            for setting, measured in self.executor.run(self, todo, bar):
+                if setting.name != BASELINE and BASELINE not in self.rows:
+                    held.append((setting, measured))
+                    continue
+                for done in [(setting, measured), *held]:
+                    self._save(*done)
+                held.clear()
+
+    def _save(self, setting: Setting, measured: Measurement) -> None:
+        baseline = None if setting.name == BASELINE else self._baseline()
+        self.rows[setting.name] = self._row(setting, measured, baseline)
+        self.files.save_samples(setting.name, measured.images)
+        self._write(ExperimentResults(list(self.rows.values()), self.output_dir, "psnr"), figures=False)
+
+    def replica(self) -> ExperimentRunner:
+        """A runner on the same config, output folder and clock with nothing loaded: what a worker measures with."""
+        return ExperimentRunner(self.config, self.output_dir, progress=False, clock=self.clock)
+
+    def whole(self, setting: Setting) -> Shard:
+        """All of ``setting``'s samples as one shard; executors may
+        :meth:`~cachekit.experiments.shard.Shard.split` it."""
+        return Shard(setting, 0, 0, tuple(self.config.sampling.seed_list(second_set=setting.name == NOISE_FLOOR)))
+
+    def prepare(self, settings: list[Setting]) -> None:
+        """Load the model (once per runner), check the names ``settings`` give, and warm up."""
+        if self._model is None:
+            self._model = self._load_pipeline()
+        self._resolve_names(self._model, settings)
+        self._sample(self._model, None, self.config.sampling.seed_list()[:1], steps=2)  # warm-up
 
     def _resolve_names(self, model: LoadedModel, settings: list[Setting]) -> None:
         """Enable and disable each setting's cache config once, so that a name the model does not
@@ -200,54 +226,94 @@ class ExperimentRunner:
         """The model's sample scorer from the plugins, or ``None``."""
         return experiment_plugins().hook.cachekit_sample_scorer(spec=self.config.model)
 
-    def _measure(
-        self, model: LoadedModel, setting: Setting, bar: Any
-    ) -> tuple[SettingRun, CacheHandle | None, Speedup]:
-        """Sample every seed of ``setting`` and time its first batch against the uncached model.
+    def measure(self, shard: Shard, bar: ProgressBar) -> Measurement:
+        """Sample ``shard``'s seeds and, when it is the setting's first shard, time its first batch
+        against the uncached model (after :meth:`prepare`); ``bar`` advances one step per pipeline call.
 
-        The rounds interleave: uncached first batch, the setting's samples (its first batch
+        The rounds interleave: uncached first batch, the shard's samples (its first batch
         timed), then the uncached and the cached first batch in turn for the other repeats. An
         uncached setting times its own first batch ``repeats`` times.
         """
-        seeds = self.config.sampling.seed_list(second_set=setting.name == NOISE_FLOOR)
-        batch = seeds[: self.config.sampling.batch_size]
+        if self._model is None:
+            raise ExperimentError("ExperimentRunner.measure needs prepare() first: no model is loaded")
+        model, setting = self._model, shard.setting
+        batch = list(shard.seeds[: self.config.sampling.batch_size])
         cached = setting.cache is not None
-        uncached_laps = [self._time(model, None, batch, bar)] if cached else []
-        run, handle = self._sample(model, setting.cache, seeds, bar=bar)
+        uncached_laps = [self._time(model, None, batch, bar)] if cached and shard.timed else []
+        run, handle = self._sample(model, setting.cache, list(shard.seeds), bar=bar, start=shard.start)
+        if not shard.timed:
+            return self._measured(run, handle, None)
         laps = [run.laps[0]]
         for _ in range(self.config.timing.repeats - 1):
             if cached:
                 uncached_laps.append(self._time(model, None, batch, bar))
             laps.append(self._time(model, setting.cache, batch, bar))
         speedup = Speedup(tuple(uncached_laps), tuple(laps)) if cached else Speedup.uncached(tuple(laps))
-        return run, handle, speedup
+        return self._measured(run, handle, speedup)
 
-    def _time(self, model: LoadedModel, cache: CacheConfig | None, batch: list[int], bar: Any) -> float:
+    def _measured(self, run: SettingRun, handle: CacheHandle | None, speedup: Speedup | None) -> Measurement:
+        """What ``run`` counted, as plain data; the FLOP shares too when the shard is timed (``speedup``)."""
+        calls = sum(run.calls.values())
+        if handle is None:
+            return Measurement(run.images, run.generations, run.calls, calls, calls, speedup=speedup)
+        views = handle.views
+        regions = {
+            name: RegionCount(view.denoiser.name, view.region.name, view.stats.computed_rows, view.stats.rows)
+            for name, view in views.items()
+        }
+        flops = {}
+        if speedup is not None:
+            for denoiser in dict.fromkeys(view.denoiser for view in views.values()):
+                if denoiser.name in run.first_inputs:
+                    group = [view.region for view in views.values() if view.denoiser is denoiser]
+                    flops[denoiser.name] = self._region_flops(denoiser, group, run.first_inputs[denoiser.name])
+        stats = handle.stats
+        return Measurement(
+            run.images,
+            run.generations,
+            run.calls,
+            stats.refreshes,
+            stats.refreshes + stats.reuses,
+            regions,
+            speedup,
+            flops,
+        )
+
+    def _time(self, model: LoadedModel, cache: CacheConfig | None, batch: list[int], bar: ProgressBar) -> float:
         """Seconds of the denoising loop of one pipeline call on ``batch``."""
         return self._sample(model, cache, batch, bar=bar)[0].laps[0]
 
     def _sample(
-        self, model: LoadedModel, cache: CacheConfig | None, seeds: list[int], steps: int | None = None, bar: Any = None
+        self,
+        model: LoadedModel,
+        cache: CacheConfig | None,
+        seeds: list[int],
+        steps: int | None = None,
+        bar: ProgressBar | None = None,
+        start: int = 0,
     ) -> tuple[SettingRun, CacheHandle | None]:
-        """Sample ``seeds`` with caching by ``cache`` (``None``: uncached), timing each batch's loop."""
+        """Sample ``seeds`` (samples ``start`` onwards of a setting) with caching by ``cache`` (``None``:
+        uncached), timing each batch's loop."""
         handle = enable(model.pipeline, cache) if cache is not None else None
         try:
-            return self._generate(model, seeds, steps, bar), handle
+            return self._generate(model, seeds, steps, bar, start), handle
         finally:
             if handle is not None:
                 handle.disable()
 
-    def _generate(self, model: LoadedModel, seeds: list[int], steps: int | None, bar: Any) -> SettingRun:
+    def _generate(
+        self, model: LoadedModel, seeds: list[int], steps: int | None, bar: ProgressBar | None, start: int
+    ) -> SettingRun:
         sampling = self.config.sampling
         spec = self.config.model
         recorder = LoopRecorder(model.denoisers, loop_timer(spec.device, self.config.timing.threads, self.clock))
         images, laps = [], []
         with recorder.installed():
-            for start in range(0, len(seeds), sampling.batch_size):
-                index = range(start, min(start + sampling.batch_size, len(seeds)))
+            for first in range(0, len(seeds), sampling.batch_size):
+                index = range(start + first, start + min(first + sampling.batch_size, len(seeds)))
                 request = SampleRequest(
                     steps=steps or sampling.steps,
-                    seeds=[seeds[i] for i in index],
+                    seeds=[seeds[i - start] for i in index],
                     prompts=_cycle(sampling.prompts, index),
                     class_labels=_cycle(sampling.class_labels, index),
                     options=sampling.call,
@@ -258,70 +324,46 @@ class ExperimentRunner:
                     bar.update(1)
         return SettingRun(torch.cat(images), laps, dict(recorder.calls), recorder.first_inputs)
 
-    def _row(
-        self,
-        setting: Setting,
-        run: SettingRun,
-        handle: CacheHandle | None,
-        baseline: torch.Tensor | None,
-        speedup: Speedup,
-    ) -> dict[str, Any]:
+    def _row(self, setting: Setting, measured: Measurement, baseline: torch.Tensor | None) -> dict[str, Any]:
         """One result row; ``baseline`` (its samples) is ``None`` for the baseline itself.
 
         ``loop_seconds`` and ``speedup`` come from the same timed rounds of the first batch
         (``speedup == baseline_seconds / loop_seconds``), see :mod:`cachekit.experiments.speedup`.
         """
         cache = setting.cache
-        views = handle.views if handle is not None else {}
-        refreshes = calls = sum(run.calls.values())  # uncached: every denoiser call computes
-        if handle is not None:
-            refreshes, calls = handle.stats.refreshes, handle.stats.refreshes + handle.stats.reuses
-        flops_share = 1.0 if handle is None else self._flops_share(list(views.values()), run)
-        timing = speedup.columns(flops_share, self.config.timing.ceiling_margin)
+        if measured.speedup is None:
+            raise ExperimentError(f"setting {setting.name!r} was measured without its timed shard")
+        flops_share = measured.flops_share()
+        timing = measured.speedup.columns(flops_share, self.config.timing.ceiling_margin)
         row: dict[str, Any] = {
             "setting": setting.name,
             "policy": "none" if cache is None else json.dumps(cache.policy.model_dump(mode="json")),
-            "regions": " ".join(views),
-            "samples": len(run.images),
+            "regions": " ".join(measured.regions),
+            "samples": len(measured.images),
             "loop_seconds": timing.pop("loop_seconds"),
             "speedup": timing.pop("speedup"),
-            "refreshes": run.per_generation(refreshes),
-            "calls": run.per_generation(calls),
+            "refreshes": measured.per_generation(measured.refreshes),
+            "calls": measured.per_generation(measured.region_calls),
             "flops_share": flops_share,
             **timing,
             "forecast": "none" if cache is None else cache.forecast,
         }
         row.update(dict.fromkeys(FIDELITY_METRICS))
         if baseline is not None and setting.name != NOISE_FLOOR:
-            row.update(fidelity(run.images, baseline))
+            row.update(fidelity(measured.images, baseline))
         if self.scorer is not None:
-            labels = _cycle(self.config.sampling.class_labels, range(len(run.images)))
-            row.update(self.scorer(run.images, None if labels is None else torch.tensor(labels)))
+            labels = _cycle(self.config.sampling.class_labels, range(len(measured.images)))
+            row.update(self.scorer(measured.images, None if labels is None else torch.tensor(labels)))
         row["fingerprint"] = _setting_digest(setting)
         return row
 
-    def _flops_share(self, views: list[RegionView], run: SettingRun) -> float | None:
-        """Share of the uncached denoiser FLOPs computed, each denoiser weighted by its calls."""
-        by_denoiser: dict[str, list[RegionView]] = {}
-        for view in views:
-            by_denoiser.setdefault(view.denoiser.name, []).append(view)
-        computed = total = 0.0
-        for name, group in by_denoiser.items():
-            if name not in run.first_inputs:
-                continue
-            flops = self._region_flops(group, run.first_inputs[name])
-            calls = run.calls.get(name, 0)
-            local = {view.region.name: view.stats.computed_share for view in group}
-            computed += flops.forward * calls * computed_flop_share(flops, local)
-            total += flops.forward * calls
-        return computed / total if total else None
-
-    def _region_flops(self, views: list[RegionView], inputs: tuple[tuple[Any, ...], dict[str, Any]]) -> RegionFlops:
+    def _region_flops(
+        self, denoiser: Denoiser, regions: list[Region], inputs: tuple[tuple[Any, ...], dict[str, Any]]
+    ) -> RegionFlops:
         """FLOP shares of one denoiser's regions, counted once per denoiser and region set."""
-        denoiser = views[0].denoiser
-        key = (denoiser.name, tuple(view.region.name for view in views))
+        key = (denoiser.name, tuple(region.name for region in regions))
         if key not in self._flops:
-            self._flops[key] = region_flop_shares(denoiser.module, [view.region for view in views], *inputs)
+            self._flops[key] = region_flop_shares(denoiser.module, regions, *inputs)
         return self._flops[key]
 
     def _fidelity_metric(self, rows: list[dict[str, Any]]) -> str:
@@ -361,6 +403,7 @@ def run_experiment(
     fresh: bool = False,
     progress: bool = True,
     clock: Callable[[], float] | None = None,
+    executor: Executor | None = None,
 ) -> ExperimentResults:
     """Run an experiment config (a model, mapping or file path) and write its results.
 
@@ -371,8 +414,10 @@ def run_experiment(
         progress: show a progress bar (needs ``tqdm``, in the ``experiments`` extra).
         clock: a function returning seconds to time loops with, instead of the device's
             (CPU time or CUDA events); for tests that simulate a loaded machine.
+        executor: where the settings sample (default: this process); e.g.
+            :class:`~cachekit.experiments.executors.RayExecutor` for a Ray cluster.
     """
-    return ExperimentRunner(config, output_dir, fresh, progress, clock).run()
+    return ExperimentRunner(config, output_dir, fresh, progress, clock, executor).run()
 
 
 def _setting_digest(setting: Setting) -> str:
