@@ -74,11 +74,8 @@ def test_regions_are_found_on_timm_modules(name: str) -> None:
     assert regions_of(model) == ["blocks[1:4]", "blocks[0:4].attn", "blocks[0:4].mlp"]
     for block in model.blocks:
         assert isinstance(block.attn, Attention) and isinstance(block.mlp, Mlp)
-    handle = cachekit.enable(model, {"regions": ["blocks[0:4].attn"]})
-    try:
+    with cachekit.cached(model, {"regions": ["blocks[0:4].attn"]}) as handle:
         assert handle.regions["blocks[0:4].attn"].modules == tuple(f"blocks.{index}.attn" for index in range(4))
-    finally:
-        handle.disable()
 
 
 def test_a_plain_timm_vision_transformer_is_mapped_with_its_example_inputs() -> None:
