@@ -52,6 +52,13 @@ if TYPE_CHECKING:
     )
     from cachekit.region import Region, RegionIO, TensorIO, TupleIO
     from cachekit.reuse import Forecaster, merge_rows, nbytes, register_forecaster, tree_map
+    from cachekit.text_kv import (
+        TEXT_KV,
+        cross_attention_paths,
+        joint_attention_refusal,
+        receives_context,
+        text_kv_region,
+    )
 
 __getattr__, __dir__ = attach(__name__, __file__)
 
@@ -90,11 +97,13 @@ __all__ = [
     "SampleScorer",
     "SimilarityPolicy",
     "StepInfo",
+    "TEXT_KV",
     "TensorIO",
     "TupleIO",
     "UniformPolicy",
     "UnsupportedCombinationError",
     "cached",
+    "cross_attention_paths",
     "did_you_mean",
     "disable",
     "enable",
@@ -102,15 +111,18 @@ __all__ = [
     "hookimpl",
     "hookspec",
     "isinstance_str",
+    "joint_attention_refusal",
     "listing",
     "load_config",
     "load_plugins",
     "merge_rows",
     "nbytes",
+    "receives_context",
     "register_forecaster",
     "register_plugin",
     "register_policy",
     "register_probe",
+    "text_kv_region",
     "tree_map",
     "unregister_plugin",
 ]

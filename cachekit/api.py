@@ -14,8 +14,12 @@ from cachekit.config import CacheConfig, load_config
 from cachekit.engine.handle import CacheHandle, RegionPlan, handle_of
 from cachekit.engine.offloading import check_offloading
 from cachekit.engine.selection import check_overrides, find_denoisers, select_regions
+from cachekit.engine.static import check_static
+from cachekit.errors import ConfigError, listing
+from cachekit.modules import uncompiled
 from cachekit.plugin_manager import load_plugins
 from cachekit.policies.base import Policy
+from cachekit.region import Region
 from cachekit.reuse.forecaster import FORECASTERS
 
 ConfigSource = CacheConfig | Mapping[str, Any] | str | Path | Policy | None
@@ -47,12 +51,26 @@ def enable(target: Any, config: ConfigSource = None, **overrides: Any) -> CacheH
         regions = select_regions(pm, denoiser, settings)
         names = [region.name for region in regions]
         check_overrides("region_policies", settings.region_policies, names, "a selected region", "selected")
-        check_offloading(denoiser.module, regions)
+        _check_keyed_policies(regions, settings)
+        check_offloading(uncompiled(denoiser.module), regions)
         region_plans = [
             RegionPlan(region, settings.policy_for(denoiser.name, region.name), forecaster) for region in regions
         ]
         plans.append((denoiser, region_plans, settings.num_steps))
-    return CacheHandle().install(plans, _step_completed(pm), settings.process_group)
+    if settings.static:
+        check_static((plan.region, plan.policy) for _, region_plans, _ in plans for plan in region_plans)
+    return CacheHandle().install(plans, _step_completed(pm), settings.process_group, settings.static)
+
+
+def _check_keyed_policies(regions: list[Region], settings: CacheConfig) -> None:
+    """A keyed region follows no policy: one given for it in ``region_policies`` is an error."""
+    keyed = [region.name for region in regions if region.mode == "keyed" and region.name in settings.region_policies]
+    if keyed:
+        raise ConfigError(
+            f"region_policies names {listing(keyed)}, keyed on exact inputs: such a region reuses a result "
+            "exactly while its input is unchanged and recomputes when it changes, so no policy applies; "
+            "remove it from region_policies"
+        )
 
 
 def _step_completed(pm: Any) -> Any:

@@ -114,6 +114,15 @@ class CacheConfig(BaseModel):
         ),
     )
 
+    static: bool = Field(
+        False,
+        description=(
+            "Take every decision before the denoiser's forward runs, for torch.compile: each path (refresh, "
+            "reuse) is one graph and fullgraph=True compiles. Needs policies with refresh steps fixed in "
+            "advance (uniform, nonuniform)."
+        ),
+    )
+
     _policy = field_validator("policy", mode="before")(lambda cls, value: _policy_field(value))
     _regions = field_validator("regions", mode="before")(lambda cls, value: region_names(value))
     _process_group = field_validator("process_group", mode="before")(lambda cls, value: check_process_group(value))

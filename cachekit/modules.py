@@ -15,6 +15,14 @@ def isinstance_str(obj: object, class_name: str) -> bool:
     return any(cls.__name__ == class_name for cls in type(obj).__mro__)
 
 
+def uncompiled(module: nn.Module) -> nn.Module:
+    """The module that ``torch.compile(module)`` wrapped (its ``OptimizedModule``'s ``_orig_mod``), else ``module``.
+
+    Plugins recognise models by class; a compiled wrapper reaches the same submodules by path.
+    """
+    return module._orig_mod if isinstance_str(module, "OptimizedModule") else module
+
+
 def get_submodule(root: nn.Module, path: str) -> nn.Module:
     """Return the submodule at dotted ``path`` (``""`` is the root) or raise a clear error."""
     if path == "":

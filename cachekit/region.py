@@ -13,6 +13,13 @@ the code around them (a ``for block in blocks`` loop, a UNet collecting skip ten
 their outputs. ``inner="passthrough"`` hands each one's input straight on (a homogeneous
 chain of blocks); ``inner="replay"`` returns each one's output from the last refresh (spans
 such as a UNet's deep half, whose modules change shapes).
+
+* ``mode="keyed"``: no policy decides. Each module is keyed on its exact input: a call whose
+  input equals, value for value, the input of the stored call returns the stored output
+  without running; any other call runs and is stored (see :mod:`cachekit.engine.keyed`).
+  The modules are a set, not a span, and may sit inside another region's modules: the
+  result is exact, so it composes with any region and any policy. Cross-attention keys
+  and values (:mod:`cachekit.text_kv`) are the use.
 """
 
 from __future__ import annotations
@@ -22,7 +29,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 import torch
 
-ReuseMode = Literal["output", "residual"]
+ReuseMode = Literal["output", "residual", "keyed"]
 InnerMode = Literal["passthrough", "replay"]
 
 
@@ -95,7 +102,8 @@ class Region:
     Args:
         name: unique within a model, used in configs and stats (``"branch0"``, ``"blocks.2-9"``).
         modules: dotted paths of the span's modules in execution order, entry first, exit last.
-        mode: how the stored result is reused: ``"output"`` or ``"residual"``.
+        mode: how the stored result is reused: ``"output"``, ``"residual"``, or ``"keyed"``
+            (each module's output reused while its input is exactly the stored one).
         io: reads and builds the tensors of module calls (needed for ``residual`` mode and
             for ``passthrough`` inner modules).
         inner: what modules other than the exit return on a reuse step.
@@ -122,8 +130,8 @@ class Region:
             raise ValueError(f"region {self.name!r} lists no modules")
         if len(set(self.modules)) != len(self.modules):
             raise ValueError(f"region {self.name!r} lists a module twice: {self.modules}")
-        if self.mode not in ("output", "residual"):
-            raise ValueError(f"region {self.name!r}: mode {self.mode!r} is not 'output' or 'residual'")
+        if self.mode not in ("output", "residual", "keyed"):
+            raise ValueError(f"region {self.name!r}: mode {self.mode!r} is not 'output', 'residual' or 'keyed'")
         if self.inner not in ("passthrough", "replay"):
             raise ValueError(f"region {self.name!r}: inner {self.inner!r} is not 'passthrough' or 'replay'")
 

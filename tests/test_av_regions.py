@@ -29,7 +29,10 @@ def kind_modules(model: nn.Module) -> dict[str, tuple[str, ...]]:
     ("name", "expected"),
     [
         ("cogvideox", ["blocks[1:2]", "transformer_blocks[0:2].attn1", "transformer_blocks[0:2].ff", "spatial_attn"]),
-        ("wan", ["blocks[1:2]", "blocks[0:2].attn1", "blocks[0:2].attn2", "spatial_attn", "cross_attn"]),
+        (
+            "wan",
+            ["blocks[1:2]", "blocks[0:2].attn1", "blocks[0:2].attn2", "spatial_attn", "cross_attn", "text_kv"],
+        ),
         (
             "hunyuan-video",
             [
@@ -52,6 +55,7 @@ def kind_modules(model: nn.Module) -> dict[str, tuple[str, ...]]:
                 "transformer_blocks[0:2].ff",
                 "spatial_attn",
                 "cross_attn",
+                "text_kv",
             ],
         ),
     ],
@@ -123,7 +127,7 @@ def test_audioldm2_cross_attention_only_where_a_context_is_given() -> None:
 
 def test_image_unets_have_the_kinds_by_name_only() -> None:
     unet = unet_models.tiny_sd_unet()
-    assert offered(unet) == [f"branch{k}" for k in range(12)]
+    assert offered(unet) == [*(f"branch{k}" for k in range(12)), "text_kv"]
     with cachekit.cached(unet, {"regions": ["cross_attn"]}) as handle:
         assert len(handle.regions["cross_attn"].modules) == 16
 

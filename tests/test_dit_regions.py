@@ -39,6 +39,7 @@ def test_offered_names_are_stable_and_default_first() -> None:
         "transformer_blocks[0:4].attn1",
         "transformer_blocks[0:4].attn2",
         "transformer_blocks[0:4].ff",
+        "text_kv",
     ]
     assert regions_of(dit_models.tiny_flux()) == [
         "blocks[1:4]",

@@ -18,8 +18,10 @@ FAMILIES = unet_models.UNETS
 
 
 def regions(model: nn.Module) -> list[cachekit.Region] | None:
-    """This plugin's answer (the audio-video plugin adds attention regions to some UNets)."""
-    return cachekit_unet.cachekit_regions(model)
+    """This plugin's branches (the audio-video plugin adds attention regions to some UNets; ``text_kv``,
+    which this plugin lists last, is tested in test_core_text_kv)."""
+    found = cachekit_unet.cachekit_regions(model)
+    return None if found is None else [region for region in found if region.name != "text_kv"]
 
 
 def example(model: nn.Module) -> tuple[tuple, dict] | None:

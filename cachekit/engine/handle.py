@@ -17,12 +17,14 @@ from torch import nn
 
 from cachekit.clock import DenoisingClock, default_step_completed
 from cachekit.denoiser import Denoiser
+from cachekit.engine.keyed import KeyedRunner, KeyedState
 from cachekit.engine.patching import MethodPatch
 from cachekit.engine.ranks import rank_group
 from cachekit.engine.runner import RegionRunner
-from cachekit.engine.runtime import DenoiserRuntime
+from cachekit.engine.runtime import DenoiserRuntime, Runner
 from cachekit.engine.scheduler_tap import SchedulerTap
 from cachekit.engine.state import RegionState
+from cachekit.engine.static import StaticRegionRunner, StaticRuntime
 from cachekit.engine.stats import CacheStats, RegionStats
 from cachekit.errors import AlreadyEnabledError
 from cachekit.modules import get_submodule
@@ -51,7 +53,7 @@ class RegionView:
     denoiser: Denoiser
     policy: Policy
     stats: RegionStats
-    state: RegionState = field(repr=False)
+    state: RegionState | KeyedState = field(repr=False)
 
     @property
     def cache_bytes(self) -> int:
@@ -104,7 +106,7 @@ class CacheHandle:
         """Bytes of tensors held between refreshes, over every region and context."""
         return sum(runner.state.nbytes() for runner in self._runners())
 
-    def _runners(self) -> list[RegionRunner]:
+    def _runners(self) -> list[Runner]:
         return [runner for runtime in self.runtimes for runner in runtime.runners]
 
     def install(
@@ -112,11 +114,13 @@ class CacheHandle:
         plans: Sequence[tuple[Denoiser, Sequence[RegionPlan], int | None]],
         step_completed: Callable[[Any], bool] = default_step_completed,
         process_group: Any = "auto",
+        static: bool = False,
     ) -> CacheHandle:
         """Install hooks for every denoiser and region; on any failure undo what was done.
 
         ``process_group`` is the config's: which ranks each denoiser's decisions are agreed over
         (:func:`~cachekit.engine.ranks.rank_group`).
+        ``static`` takes every decision in the clock, before the forward runs (:mod:`cachekit.engine.static`).
         """
         for denoiser, _, _ in plans:
             if handle_of(denoiser.module) is not None:
@@ -129,7 +133,9 @@ class CacheHandle:
         self.stats = CacheStats(names)
         try:
             for denoiser, region_plans, num_steps in plans:
-                self._install_denoiser(denoiser, region_plans, num_steps, step_completed, qualify, process_group)
+                self._install_denoiser(
+                    denoiser, region_plans, num_steps, step_completed, qualify, process_group, static
+                )
         except BaseException:
             self.disable()
             raise
@@ -144,15 +150,16 @@ class CacheHandle:
         step_completed: Callable[[Any], bool],
         qualify: bool,
         process_group: Any,
+        static: bool,
     ) -> None:
         rank_group(process_group, denoiser.module)  # a group that cannot be is an error now, not at the first call
-        runtime = DenoiserRuntime(denoiser, num_steps, process_group)
+        runtime = (StaticRuntime if static else DenoiserRuntime)(denoiser, num_steps, process_group)
         runtime.owner = self  # the model's hooks keep their handle alive, never the other way round
         self.runtimes.append(runtime)
         model = denoiser.module
         for plan in region_plans:
             name = _stats_name(denoiser, plan.region, qualify)
-            runner = RegionRunner(plan.region, plan.policy, plan.forecaster, runtime, self.stats[name], name)
+            runner = _runner(plan, runtime, self.stats[name], name, static)
             runtime.runners.append(runner)
             for path in runner.watched_paths:
                 self._patch(get_submodule(model, path), runner.wrap_watched, path)
@@ -203,6 +210,16 @@ class CacheHandle:
     def __repr__(self) -> str:
         state = "enabled" if self.enabled else "disabled"
         return f"<CacheHandle {state}: regions {list(self.regions)}>"
+
+
+def _runner(plan: RegionPlan, runtime: DenoiserRuntime, stats: RegionStats, name: str, static: bool) -> Runner:
+    """A keyed region's runner (it counts its calls as each ends), or a policy-driven one (static or not)."""
+    if plan.region.mode != "keyed":
+        runner_class = StaticRegionRunner if static else RegionRunner
+        return runner_class(plan.region, plan.policy, plan.forecaster, runtime, stats, name)
+    runner = KeyedRunner(plan.region, plan.policy, runtime, stats, name)
+    runtime.call_ended.append(runner.call_ended)
+    return runner
 
 
 def _stats_name(denoiser: Denoiser, region: Region, qualify: bool) -> str:

@@ -175,20 +175,27 @@ class RegionRunner:
 
         return forward
 
+    def current(self, is_entry: bool, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Decision | None:
+        """The decision a module call follows (taken at the entry), or ``None``: run as usual."""
+        step = self.runtime.current_step
+        if step is None:
+            return None
+        if is_entry:
+            self.reached = True
+            return self.decide(step, args, kwargs)
+        decision = self.decision
+        return decision if decision is not None and decision.step is step else None
+
     def wrap(self, path: str, original: Callable[..., Any]) -> Callable[..., Any]:
         """Forward of the region's module at ``path``."""
         is_entry, is_exit = path == self.region.entry, path == self.region.exit
         stores = is_exit or self.region.inner == "replay"  # passthrough inner modules keep nothing
 
         def forward(*args: Any, **kwargs: Any) -> Any:
-            step = self.runtime.current_step
-            if step is None:
+            decision = self.current(is_entry, args, kwargs)
+            if decision is None:
                 return original(*args, **kwargs)
-            if is_entry:
-                self.reached = True
-            decision = self.decide(step, args, kwargs) if is_entry else self.decision
-            if decision is None or decision.step is not step:
-                return original(*args, **kwargs)
+            step = decision.step
             strategy = decision.state.strategy
             if not decision.refresh:
                 return strategy.served(path, step.index, decision.entry_inputs, args, kwargs)

@@ -18,10 +18,14 @@ import torch
 
 from cachekit.clock import DenoisingClock, StepInfo, find_sample
 from cachekit.denoiser import Denoiser
+from cachekit.engine.keyed import KeyedRunner
 from cachekit.engine.ranks import RankGroup, rank_group
 from cachekit.engine.runner import RegionRunner
 from cachekit.engine.stats import FEW_STEPS, FewSteps
 from cachekit.errors import FewStepsWarning
+
+Runner = RegionRunner | KeyedRunner
+"""What runs one region: decided by a policy (:class:`RegionRunner`) or keyed on exact inputs."""
 
 
 class DenoiserRuntime:
@@ -34,7 +38,7 @@ class DenoiserRuntime:
         enabled on the model after cachekit counts too)."""
         self.ranks: RankGroup | None = None
         """The ranks this generation is sharded over, which decide alike (``None``: this process alone)."""
-        self.runners: list[RegionRunner] = []
+        self.runners: list[Runner] = []
         self.clock = DenoisingClock(num_steps, self._new_generation, self._generation_ended)
         self.current_step: StepInfo | None = None
         self.calls = 0
@@ -43,6 +47,8 @@ class DenoiserRuntime:
         """The handle that installed this runtime (kept alive by the model's hooks through it)."""
         self.warned_steps: set[int] = set()
         """Step counts already warned about as few-step."""
+        self.call_ended: list[Callable[[], None]] = []
+        """Called after each denoiser call, even one that failed (keyed regions count their calls there)."""
 
     def _new_generation(self) -> None:
         if self.calls:
@@ -99,5 +105,7 @@ class DenoiserRuntime:
             finally:
                 self.current_step = outer
                 self.clock.in_call = outer is not None
+                for ended in self.call_ended:
+                    ended()
 
         return forward

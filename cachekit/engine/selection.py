@@ -12,7 +12,7 @@ from torch import nn
 from cachekit.config import CacheConfig, DeclaredRegion
 from cachekit.denoiser import Denoiser
 from cachekit.errors import ConfigError, DenoiserNotFoundError, RegionNotFoundError, did_you_mean, listing
-from cachekit.modules import get_submodule, sibling_span
+from cachekit.modules import get_submodule, sibling_span, uncompiled
 from cachekit.region import Region
 
 
@@ -64,8 +64,11 @@ def offered_regions(pm: pluggy.PluginManager, model: nn.Module, config: CacheCon
 
 
 def select_regions(pm: pluggy.PluginManager, denoiser: Denoiser, config: CacheConfig) -> list[Region]:
-    """The regions of ``denoiser`` to cache: named ones, else declared ones, else the plugin's first."""
-    model = denoiser.module
+    """The regions of ``denoiser`` to cache: named ones, else declared ones, else the plugin's first.
+
+    A denoiser compiled by ``torch.compile`` is looked at through the module it wraps.
+    """
+    model = uncompiled(denoiser.module)
     offered = offered_regions(pm, model, config)
     by_name = {region.name: region for region in offered}
     if config.regions is not None:
@@ -119,11 +122,24 @@ def check_overrides(field: str, overrides: Iterable[str], known: Iterable[str], 
 
 
 def _check_disjoint(regions: list[Region]) -> None:
-    """No module may belong to two regions, nor sit inside a module of another region."""
-    owners = sorted((path, region.name) for region in regions for path in region.modules)
-    for (path, owner), (other_path, other_owner) in pairwise(owners):
+    """No module may belong to two regions, nor sit inside a module of another region, except a
+    keyed region's: it is exact, so it may sit inside another region's modules (never around them)."""
+    plain = sorted((path, region.name) for region in regions if region.mode != "keyed" for path in region.modules)
+    for (path, owner), (other_path, other_owner) in pairwise(plain):
         if other_path == path or other_path.startswith(path + "."):
-            raise ConfigError(
-                f"regions {owner!r} and {other_owner!r} overlap: {other_path!r} "
-                f"{'is' if other_path == path else 'is inside'} {path!r}; selected regions must not overlap"
-            )
+            _overlap(owner, path, other_owner, other_path)
+    every = [(path, region.name) for region in regions for path in region.modules]
+    for region in regions:
+        if region.mode != "keyed":
+            continue
+        for path in region.modules:
+            for other_path, other_owner in every:
+                if (other_path == path and other_owner != region.name) or other_path.startswith(path + "."):
+                    _overlap(region.name, path, other_owner, other_path)
+
+
+def _overlap(owner: str, path: str, other_owner: str, other_path: str) -> None:
+    raise ConfigError(
+        f"regions {owner!r} and {other_owner!r} overlap: {other_path!r} "
+        f"{'is' if other_path == path else 'is inside'} {path!r}; selected regions must not overlap"
+    )

@@ -81,7 +81,11 @@ class Policy(BaseModel):
         """Take what was decided (a refresh may be forced: nothing stored yet), after :meth:`should_refresh`."""
 
     def refresh_steps(self, num_steps: int) -> list[int] | None:
-        """The steps this policy refreshes at, when known ahead of time (``None`` otherwise)."""
+        """The steps this policy refreshes at, when known ahead of time (``None`` otherwise).
+
+        A kind that implements it has a schedule fixed in advance and may run in static mode
+        (:mod:`cachekit.engine.static`), which refreshes at exactly these steps.
+        """
         return None
 
 

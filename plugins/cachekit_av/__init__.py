@@ -14,7 +14,11 @@ Regions:
 * the transformers' block ranges and sub-layers, built by :mod:`cachekit.trunk` exactly as
   for the image DiTs (default ``blocks[1:L]``);
 * ``spatial_attn``, ``temporal_attn``, ``cross_attn``: every attention module of one kind,
-  reused together (see :mod:`cachekit_av.attention`), so each kind can have its own policy.
+  reused together (see :mod:`cachekit_av.attention`), so each kind can have its own policy;
+* ``text_kv`` (Wan, LTX-Video, Stable Audio), last: the keys and values of every cross
+  attention, computed once per generation and context and reused exactly
+  (:mod:`cachekit.text_kv`); named on a joint-attention transformer (CogVideoX, HunyuanVideo,
+  Mochi) it is a clear error. The video and audio UNets get it from the UNet plugin.
 
 Classes are recognised by name; diffusers is imported only to build example rotary embeddings.
 """
@@ -25,7 +29,7 @@ from typing import Any
 
 from torch import nn
 
-from cachekit import Region, hookimpl
+from cachekit import TEXT_KV, Region, hookimpl, joint_attention_refusal, text_kv_region
 from cachekit.trunk import trunk_region_named, trunk_regions
 from cachekit_av.attention import is_unet, kind_regions, trunk_attention, unet_attention
 from cachekit_av.families import av_trunk_of, is_av_unet
@@ -45,7 +49,10 @@ def cachekit_regions(model: nn.Module) -> list[Region] | None:
     """Block ranges, sub-layers and attention kinds of a video or audio transformer; ``None``
     for anything else."""
     found = av_trunk_of(model)
-    return None if found is None else trunk_regions(model, found[1]) + _kind_regions(model)
+    if found is None:
+        return None
+    text_kv = text_kv_region(model, trunk_attention(model, *found).get("cross_attn", []))
+    return trunk_regions(model, found[1]) + _kind_regions(model) + ([text_kv] if text_kv else [])
 
 
 @hookimpl(trylast=True)
@@ -57,8 +64,11 @@ def cachekit_extra_regions(model: nn.Module) -> list[Region] | None:
 @hookimpl(trylast=True)
 def cachekit_region_named(model: nn.Module, name: str) -> Region | None:
     """A block range or sub-layer of a video or audio transformer (named as in
-    :mod:`cachekit.trunk.names`), or an attention kind of a mapped transformer or any UNet."""
+    :mod:`cachekit.trunk.names`), or an attention kind of a mapped transformer or any UNet;
+    ``text_kv`` named on a joint-attention transformer is refused, saying why."""
     found = av_trunk_of(model)
+    if found is not None and name == TEXT_KV and "cross_attn" not in found[0].attention.values():
+        raise joint_attention_refusal(model)
     if found is not None:
         region = trunk_region_named(model, found[1], name)
         if region is not None:

@@ -24,9 +24,9 @@ from __future__ import annotations
 
 from torch import nn
 
-from cachekit import Region, TensorIO, isinstance_str
+from cachekit import Region, TensorIO, isinstance_str, receives_context
 from cachekit.trunk import Trunk
-from cachekit_av.families import AVFamily, receives_context
+from cachekit_av.families import AVFamily
 
 KINDS = ("spatial_attn", "temporal_attn", "cross_attn")
 """The attention kinds, as region names, in the order they are offered."""

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from cachekit import isinstance_str
+from cachekit import isinstance_str, receives_context
 from cachekit.trunk import DUAL_STREAM_IN_ORDER, SINGLE_STREAM, Family, Trunk
 
 JOINT = {"attn1": "spatial_attn"}
@@ -74,16 +74,7 @@ AV_UNETS = (
     "UNetMotionModel",
     "AudioLDM2UNet2DConditionModel",
 )
-"""Video and audio UNets by class; AudioLDM's and MusicLDM's are told by :func:`receives_context`."""
-
-
-def receives_context(model: nn.Module) -> bool:
-    """False for AudioLDM's and MusicLDM's UNets: their pipelines pass the text embedding as
-    class labels and no cross-attention context, so ``attn2`` attends to the latent itself.
-    Their config gives one cross-attention width per block, equal to the block widths."""
-    config = getattr(model, "config", None)
-    widths = getattr(config, "cross_attention_dim", None)
-    return not (isinstance(widths, (list, tuple)) and list(widths) == list(config.block_out_channels))
+"""Video and audio UNets by class; AudioLDM's and MusicLDM's are told by :func:`cachekit.receives_context`."""
 
 
 def is_av_unet(model: nn.Module) -> bool:
