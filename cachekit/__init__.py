@@ -39,13 +39,17 @@ if TYPE_CHECKING:
         listing,
     )
     from cachekit.experiments import EntryKey, ExperimentError, ModelSpec, PipelineCaller, SampleRequest, SampleScorer
+    from cachekit.experiments.calibrate import CalibrationResult, calibrate
     from cachekit.hookspecs import hookimpl, hookspec
     from cachekit.modules import get_submodule, isinstance_str
     from cachekit.plugin_manager import load_plugins, register_plugin, unregister_plugin
     from cachekit.policies import (
+        CalibratedPolicy,
         NonUniformPolicy,
         Policy,
+        PolicyBinding,
         PolicyState,
+        SchedulePolicy,
         SimilarityPolicy,
         UniformPolicy,
         register_policy,
@@ -69,6 +73,8 @@ __all__ = [
     "CacheConfig",
     "CacheHandle",
     "CacheStats",
+    "CalibratedPolicy",
+    "CalibrationResult",
     "CachekitError",
     "CachekitWarning",
     "ConcurrentUseError",
@@ -84,6 +90,7 @@ __all__ = [
     "NonUniformPolicy",
     "PipelineCaller",
     "Policy",
+    "PolicyBinding",
     "PolicyError",
     "PolicyState",
     "Probe",
@@ -95,6 +102,7 @@ __all__ = [
     "RegionView",
     "SampleRequest",
     "SampleScorer",
+    "SchedulePolicy",
     "SimilarityPolicy",
     "StepInfo",
     "TEXT_KV",
@@ -103,6 +111,7 @@ __all__ = [
     "UniformPolicy",
     "UnsupportedCombinationError",
     "cached",
+    "calibrate",
     "cross_attention_paths",
     "did_you_mean",
     "disable",

@@ -76,7 +76,7 @@ def policies_command(args: argparse.Namespace) -> int:
             (
                 name,
                 field.annotation.__name__ if hasattr(field.annotation, "__name__") else field.annotation,
-                field.default,
+                "required" if field.is_required() else field.default,
                 field.description or "",
             )
             for name, field in cls.model_fields.items()
@@ -186,6 +186,14 @@ def run_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def calibrate_command(args: argparse.Namespace) -> int:
+    """Calibrate a model from an experiment config's ``calibration`` section; print the schedule."""
+    from cachekit.experiments.calibrate import calibrate
+
+    print(calibrate(args.config, args.out, plot=not args.no_plot).summary())
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``cachekit`` command."""
     parser = argparse.ArgumentParser(prog="cachekit", description="Training-free feature caching for diffusion models.")
@@ -205,6 +213,10 @@ def build_parser() -> argparse.ArgumentParser:
     add("schema", schema_command, "print the JSON schema of the cache config")
     run = add("run", run_command, "run an experiment config: baseline and each policy, results and plots")
     run.add_argument("config", help="experiment config file (.yaml, .toml or .json)")
+    calibrate = add("calibrate", calibrate_command, "choose refresh steps from measured errors (a calibration file)")
+    calibrate.add_argument("config", help="experiment config file with a 'calibration' section")
+    calibrate.add_argument("--out", help="the JSON file to write (default: calibration.output, else in output_dir)")
+    calibrate.add_argument("--no-plot", action="store_true", help="do not draw the heatmap (no matplotlib needed)")
     demo = add("demo", run_command, "run the default experiment on the shipped digits model (offline)")
     demo.set_defaults(config=None)
     run.add_argument("--out", help="output folder (default: the config's output_dir, else runs/<name>)")

@@ -68,7 +68,7 @@ def test_an_entry_without_grid_is_one_setting_and_regions_can_be_swept():
         ({"branch": -1}, "policies.1.branch: Input should be greater than or equal to 0"),
         (
             {"kind": "similarity", "threshold": 0.1, "interval": 2},
-            "keys allowed here: 'branch', 'cache', 'forecast', 'grid'",
+            "keys allowed here: 'branch', 'cache', 'error_budget', 'fit', 'forecast', 'grid'",
         ),
         (
             {"regions": [{"name": "m", "entry": "blocks.1"}]},

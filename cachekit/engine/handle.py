@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from torch import nn
@@ -28,7 +28,7 @@ from cachekit.engine.static import StaticRegionRunner, StaticRuntime
 from cachekit.engine.stats import CacheStats, RegionStats
 from cachekit.errors import AlreadyEnabledError
 from cachekit.modules import get_submodule
-from cachekit.policies.base import Policy
+from cachekit.policies.base import Policy, PolicyBinding
 from cachekit.region import Region
 from cachekit.reuse.forecaster import Forecaster
 
@@ -157,9 +157,11 @@ class CacheHandle:
         runtime.owner = self  # the model's hooks keep their handle alive, never the other way round
         self.runtimes.append(runtime)
         model = denoiser.module
+        names = tuple(plan.region.name for plan in region_plans)
         for plan in region_plans:
             name = _stats_name(denoiser, plan.region, qualify)
-            runner = _runner(plan, runtime, self.stats[name], name, static)
+            bound = replace(plan, policy=plan.policy.bind(PolicyBinding(denoiser, plan.region, names, plan.forecaster)))
+            runner = _runner(bound, runtime, self.stats[name], name, static)
             runtime.runners.append(runner)
             for path in runner.watched_paths:
                 self._patch(get_submodule(model, path), runner.wrap_watched, path)

@@ -14,11 +14,13 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
-from cachekit.config import read_mapping, validate
+from cachekit.config import CacheConfig, read_mapping, validate
 from cachekit.errors import ConfigError, listing
+from cachekit.experiments.calibration import CalibrationSpec, Tuning, check_apart
 from cachekit.experiments.entries import PolicyEntry, Setting
 from cachekit.experiments.hooks import experiment_plugins
 from cachekit.experiments.model_spec import ModelSpec
+from cachekit.policies.calibrated import CalibratedPolicy
 
 BASELINE = "none"
 """Name of the uncached baseline setting, run first in every experiment."""
@@ -136,6 +138,9 @@ class ExperimentConfig(BaseModel):
     timing: TimingSpec = Field(default_factory=TimingSpec, description="How speedups are measured.")
     policies: list[PolicyEntry] = Field(min_length=1, description="Settings to compare with the baseline.")
     plot: PlotSpec = Field(default_factory=PlotSpec, description="The speed-fidelity plot and sample grids.")
+    calibration: CalibrationSpec | None = Field(
+        None, description="Tuning samples for cachekit calibrate and for 'kind: calibrated' entries with a budget."
+    )
 
     @model_validator(mode="after")
     def _unique_names(self) -> ExperimentConfig:
@@ -146,6 +151,31 @@ class ExperimentConfig(BaseModel):
                 f"setting names {listing(taken)} appear twice or are reserved; give entries distinct 'name's"
             )
         return self
+
+    @model_validator(mode="after")
+    def _tuning_apart(self) -> ExperimentConfig:
+        sampling = self.sampling
+        if self.calibration is not None:
+            evaluation = sampling.seed_list() + (sampling.seed_list(second_set=True) if sampling.noise_floor else [])
+            check_apart(self.calibration.seed_list(), evaluation)
+        elif any(setting.cache is not None and needs_tuning(setting.cache) for setting in self.settings):
+            raise ValueError("a 'kind: calibrated' entry with a budget and no file needs a 'calibration' section")
+        return self
+
+    def tuning(self) -> Tuning:
+        """How the ``calibration`` section samples: its seeds, the sampling's steps, inputs and call options."""
+        if self.calibration is None:
+            raise ConfigError("this experiment config has no 'calibration' section naming tuning seeds")
+        spec, sampling = self.calibration, self.sampling
+        has_own_inputs = spec.prompts is not None or spec.class_labels is not None
+        return Tuning(
+            spec,
+            sampling.steps,
+            spec.batch_size or sampling.batch_size,
+            spec.prompts if has_own_inputs else sampling.prompts,
+            spec.class_labels if has_own_inputs else sampling.class_labels,
+            sampling.call,
+        )
 
     @field_validator("sampling")
     @classmethod
@@ -168,6 +198,12 @@ class ExperimentConfig(BaseModel):
     def resolved_output_dir(self) -> Path:
         """The output folder: ``output_dir``, else ``runs/<name>``."""
         return Path(self.output_dir or f"runs/{self.name or 'experiment'}")
+
+
+def needs_tuning(cache: CacheConfig) -> bool:
+    """Whether ``cache`` has a ``kind: calibrated`` policy with a budget and no file (calibrated by the runner)."""
+    policies = [cache.policy, *cache.region_policies.values(), *cache.denoiser_policies.values()]
+    return any(isinstance(policy, CalibratedPolicy) and policy.file is None for policy in policies)
 
 
 def load_experiment(source: ExperimentConfig | Mapping[str, Any] | str | Path) -> ExperimentConfig:

@@ -26,6 +26,7 @@ imports diffusers, and reads a cached run through the handle's public ``views`` 
 from __future__ import annotations
 
 import json
+import sys
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -43,8 +44,9 @@ from cachekit.denoiser import Denoiser
 from cachekit.engine.handle import CacheHandle
 from cachekit.errors import CachekitError, ConfigError, listing
 from cachekit.experiments.atomic_file import remove_partials
+from cachekit.experiments.calibration import default_output, seed_range
 from cachekit.experiments.caller import PipelineCaller, SampleRequest
-from cachekit.experiments.config import BASELINE, NOISE_FLOOR, ExperimentConfig, load_experiment
+from cachekit.experiments.config import BASELINE, NOISE_FLOOR, ExperimentConfig, load_experiment, needs_tuning
 from cachekit.experiments.entries import Setting
 from cachekit.experiments.errors import ExperimentError
 from cachekit.experiments.executors import Executor, LocalExecutor, ProgressBar
@@ -59,6 +61,7 @@ from cachekit.experiments.scorer import SampleScorer
 from cachekit.experiments.shard import Shard
 from cachekit.experiments.speedup import Speedup
 from cachekit.flops import RegionFlops, region_flop_shares
+from cachekit.policies.calibrated import CalibratedPolicy
 from cachekit.region import Region
 
 T = TypeVar("T")
@@ -124,6 +127,8 @@ class ExperimentRunner:
         self._flops: dict[tuple[str, tuple[str, ...]], RegionFlops] = {}
         self._baseline_images: torch.Tensor | None = None
         self._model: LoadedModel | None = None
+        self._untuned: dict[str, Setting] = {}
+        """Settings calibrated before they ran, as the config gives them (their rows' fingerprint), by name."""
 
     @cached_property
     def plan(self) -> RunPlan:
@@ -156,6 +161,7 @@ class ExperimentRunner:
         )
 
     def _run_settings(self, todo: list[Setting]) -> None:
+        todo = [self._tuned(setting) for setting in todo]  # calibrated here, before any executor measures
         sampling, repeats = self.config.sampling, self.config.timing.repeats
         work = sum(shard.work(sampling.batch_size, repeats) for shard in map(self.whole, todo))
         held: list[tuple[Setting, Measurement]] = []  # finished before the baseline they are compared with
@@ -189,6 +195,31 @@ class ExperimentRunner:
             self._model = self._load_pipeline()
         self._resolve_names(self._model, settings)
         self._sample(self._model, None, self.config.sampling.seed_list()[:1], steps=2)  # warm-up
+
+    def _tuned(self, setting: Setting) -> Setting:
+        """``setting`` as it runs: a ``kind: calibrated`` policy with a budget and no file is first
+        calibrated on the tuning seeds (the config's ``calibration`` section), never the evaluation ones."""
+        cache = setting.cache
+        if cache is None or not needs_tuning(cache):
+            return setting
+        policy = cache.policy
+        if not isinstance(policy, CalibratedPolicy) or policy.budget is None:
+            raise ConfigError(f"setting {setting.name!r}: a calibrated budget is calibrated as the entry's policy only")
+        tuning, path = self.config.tuning(), self._tuning_file(setting.name)
+        print(
+            f"calibrating {setting.name!r} on tuning seeds {seed_range(tuning.spec.seed_list())}; evaluating "
+            f"on held-out seeds {seed_range(self.config.sampling.seed_list())}",
+            file=sys.stderr,
+        )
+        if self._model is None:
+            self._model = self._load_pipeline()
+        tuning.calibrate(self._model.pipeline, self._model.caller, cache, policy.budget).save(path)
+        tuned = cache.model_copy(update={"policy": policy.model_copy(update={"file": str(path)})})
+        self._untuned[setting.name] = setting
+        return Setting(setting.name, tuned)
+
+    def _tuning_file(self, name: str) -> Path:
+        return default_output(self.output_dir, name)
 
     def _resolve_names(self, model: LoadedModel, settings: list[Setting]) -> None:
         """Enable and disable each setting's cache config once, so that a name the model does not
@@ -354,7 +385,7 @@ class ExperimentRunner:
         if self.scorer is not None:
             labels = _cycle(self.config.sampling.class_labels, range(len(measured.images)))
             row.update(self.scorer(measured.images, None if labels is None else torch.tensor(labels)))
-        row["fingerprint"] = _setting_digest(setting)
+        row["fingerprint"] = _setting_digest(self._untuned.get(setting.name, setting))
         return row
 
     def _region_flops(
@@ -383,6 +414,13 @@ class ExperimentRunner:
             "sampling": self.config.sampling.model_dump(mode="json"),
             "timing": self.config.timing.model_dump(mode="json"),
         }
+        if self.config.calibration is not None:
+            tuned = [s.name for s in self.config.settings if s.cache is not None and needs_tuning(s.cache)]
+            header["calibration"] = {
+                "tuning_seeds": self.config.calibration.seed_list(),
+                "evaluation_seeds": self.config.sampling.seed_list(),
+                "files": {name: str(self._tuning_file(name)) for name in tuned},
+            }
         self.files.write(results, header)
         if not figures:
             return

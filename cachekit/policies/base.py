@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Mapping
+from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any, ClassVar, TypeVar
 
@@ -24,8 +25,11 @@ import torch
 from pydantic import BaseModel, ConfigDict
 
 from cachekit.clock import StepInfo
+from cachekit.denoiser import Denoiser
 from cachekit.errors import ConfigError
+from cachekit.region import Region
 from cachekit.registry import Registry
+from cachekit.reuse.forecaster import Forecaster
 
 Decision = bool | torch.Tensor
 """One bool for every batch row, or a bool tensor with one value per row."""
@@ -40,6 +44,23 @@ def where(decision: Decision, if_true: Any, if_false: Any) -> Any:
     if isinstance(decision, torch.Tensor):
         return torch.where(decision, torch.as_tensor(if_true), torch.as_tensor(if_false))
     return if_true if decision else if_false
+
+
+@dataclass(frozen=True)
+class PolicyBinding:
+    """Where a policy is installed, handed to :meth:`Policy.bind` once per region at install time.
+
+    Attributes:
+        denoiser: the denoiser the region belongs to (its module and scheduler).
+        region: the region the policy decides for.
+        regions: the names of every region installed on that denoiser, in order.
+        forecaster: the forecaster class the region's reuse steps are served with.
+    """
+
+    denoiser: Denoiser
+    region: Region
+    regions: tuple[str, ...]
+    forecaster: type[Forecaster]
 
 
 class Policy(BaseModel):
@@ -79,6 +100,11 @@ class Policy(BaseModel):
 
     def update(self, state: PolicyState, step: StepInfo, refreshed: Decision) -> None:
         """Take what was decided (a refresh may be forced: nothing stored yet), after :meth:`should_refresh`."""
+
+    def bind(self, binding: PolicyBinding) -> Policy:
+        """The policy to install for ``binding``'s region: ``self`` unless a kind needs to know
+        where it runs (a calibrated schedule checks the model and regions it was made for)."""
+        return self
 
     def refresh_steps(self, num_steps: int) -> list[int] | None:
         """The steps this policy refreshes at, when known ahead of time (``None`` otherwise).

@@ -7,10 +7,11 @@ from typing import Any, ClassVar, Literal
 import torch
 from pydantic import Field, model_validator
 
+from cachekit.calibration.checks import probe_threshold
 from cachekit.clock import StepInfo
 from cachekit.engine.probes import PROBES
 from cachekit.errors import PolicyError
-from cachekit.policies.base import Decision, Policy, PolicyState, register_policy, where
+from cachekit.policies.base import Decision, Policy, PolicyBinding, PolicyState, register_policy, where
 
 
 @register_policy
@@ -37,6 +38,10 @@ class SimilarityPolicy(Policy):
         None, strict=True, ge=1, description="Refresh after this many reuses in a row, whatever the drift."
     )
     refresh_last_steps: int = Field(0, strict=True, ge=0, description="The last steps that always refresh.")
+    error_budget: float | None = Field(
+        None, gt=0.0, description="Instead of threshold: the error a reuse may reach, through the probe fit of 'fit'."
+    )
+    fit: str | None = Field(None, min_length=1, description="The calibration JSON whose probe fit error_budget uses.")
 
     state_defaults: ClassVar[dict[str, Any]] = {"drift": 0.0, "reuses": 0}
     """``drift``: accumulated since the last refresh; ``reuses``: reuses in a row."""
@@ -45,6 +50,19 @@ class SimilarityPolicy(Policy):
     def _known_probe(self) -> SimilarityPolicy:
         PROBES.get(self.probe)
         return self
+
+    @model_validator(mode="after")
+    def _budget_with_fit(self) -> SimilarityPolicy:
+        if (self.error_budget is None) != (self.fit is None):
+            raise ValueError("give 'error_budget' and 'fit' (a calibration file) together, or neither")
+        return self
+
+    def bind(self, binding: PolicyBinding) -> SimilarityPolicy:
+        """With ``error_budget``: the threshold at which the region's probe fit predicts that error."""
+        if self.error_budget is None or self.fit is None:
+            return self
+        threshold = probe_threshold(self.fit, binding.denoiser, binding.region.name, self.probe, self.error_budget)
+        return self.model_copy(update={"threshold": threshold})
 
     def probe_name(self) -> str:
         return self.probe

@@ -1,0 +1,157 @@
+"""Calibrating a pipeline or model: record uncached generations, model the error, choose steps.
+
+:func:`calibrate_model` is the Python API on a target you already hold; ``cachekit calibrate``
+and :func:`cachekit.calibrate` run it from an experiment config (the seeds, prompts or class
+labels of its ``calibration`` section).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from cachekit.api import ConfigSource
+from cachekit.calibration.budget import Budget
+from cachekit.calibration.error_model import error_matrix
+from cachekit.calibration.file import CalibrationFile, ModelInfo, RegionCalibration, ScheduleErrors
+from cachekit.calibration.identity import ModelIdentity
+from cachekit.calibration.probe_fit import ProbeFit, accumulated_drift, fit_probe
+from cachekit.calibration.recorder import Recorder
+from cachekit.calibration.solver import Solution, schedule_errors, solve
+from cachekit.calibration.statistics import RegionStatistics
+from cachekit.config import load_config
+from cachekit.engine.handle import CacheHandle
+from cachekit.errors import CachekitError
+
+
+def uniform_steps(num_steps: int, refreshes: int) -> tuple[int, ...]:
+    """``refreshes`` steps spread evenly over ``num_steps``, step 0 first: the ``uniform`` policy's at
+    interval ``ceil(n / k)`` when that gives ``k`` refreshes, else ``round(index * n / k)``."""
+    count = min(refreshes, num_steps)
+    uniform = tuple(range(0, num_steps, math.ceil(num_steps / count)))
+    if len(uniform) == count:
+        return uniform
+    return tuple(sorted({round(index * num_steps / count) for index in range(count)}))
+
+
+def _errors(solution: Solution) -> ScheduleErrors:
+    return ScheduleErrors(
+        steps=solution.steps,
+        step_errors=solution.step_errors,
+        total_error=solution.total,
+        worst_error=solution.worst,
+    )
+
+
+def _probe_fit(statistics: RegionStatistics, matrix: np.ndarray, probe: str) -> ProbeFit | None:
+    try:
+        return fit_probe(probe, accumulated_drift(statistics.step_drift), matrix)
+    except CachekitError:
+        return None
+
+
+def calibrate_model(
+    target: Any,
+    generate: Callable[[], object],
+    budget: Budget | dict[str, Any],
+    cache: ConfigSource = None,
+    forecasts: Sequence[str] | None = None,
+    sample_size: int = 1024,
+    seed: int = 0,
+    probe: str = "entry_input",
+    samples: dict[str, Any] | None = None,
+) -> dict[str, CalibrationFile]:
+    """Calibrate the regions ``cache`` selects on ``target`` (a pipeline or an ``nn.Module``).
+
+    Args:
+        target: what :func:`cachekit.enable` accepts.
+        generate: runs the calibration generations on ``target`` (any number; every one
+            recorded, uncached). Use seeds you will not evaluate on.
+        budget: a :class:`Budget` or its mapping (``{"refreshes": 5}``, ``{"error": 2.0}``).
+        cache: selects regions as in :func:`cachekit.enable` (its policy is ignored).
+        forecasts: forecaster names to calibrate for (default: ``cache``'s ``forecast``).
+        sample_size: values kept per batch row and step of each region (the memory bound).
+        seed: seeds the subsample.
+        probe: the probe whose drift is fitted to the error.
+        samples: what to note in the files about the samples (e.g. the seeds).
+
+    Returns:
+        One :class:`CalibrationFile` per forecaster name.
+    """
+    budget = budget if isinstance(budget, Budget) else Budget.model_validate(budget)
+    settings = load_config(cache)
+    names = tuple(forecasts or (settings.forecast,))
+    statistics: dict[str, RegionStatistics] = {}
+
+    def on_generation(region: str, trajectory: Any) -> None:
+        statistics.setdefault(region, RegionStatistics(region, names)).add(trajectory)
+
+    recorder = Recorder(target, settings, on_generation, sample_size, seed, probe)
+    with recorder.recording() as handle:
+        identity = _identity(handle)
+        generate()
+    missing = [name for name in handle.views if name not in statistics]
+    if missing:
+        raise CachekitError(f"calibration: regions {missing} never ran; did generate() call the model?")
+    return {
+        name: _file(handle, statistics, identity, name, budget, settings, sample_size, probe, samples or {})
+        for name in names
+    }
+
+
+def _identity(handle: CacheHandle) -> tuple[dict[str, ModelInfo], str | None]:
+    models, scheduler = {}, None
+    for view in handle.views.values():
+        identity = ModelIdentity.of(view.denoiser.module)
+        models[view.denoiser.name] = ModelInfo(class_name=identity.class_name, config_hash=identity.config_hash)
+        if view.denoiser.scheduler is not None:
+            scheduler = type(view.denoiser.scheduler).__name__
+    return models, scheduler
+
+
+def _file(
+    handle: CacheHandle,
+    statistics: dict[str, RegionStatistics],
+    identity: tuple[dict[str, ModelInfo], str | None],
+    forecast: str,
+    budget: Budget,
+    settings: Any,
+    sample_size: int,
+    probe: str,
+    samples: dict[str, Any],
+) -> CalibrationFile:
+    regions = {}
+    for name, view in handle.views.items():
+        region = statistics[name]
+        table = region.models[forecast].table
+        chosen = solve(table, budget)
+        uniform = schedule_errors(table, uniform_steps(table.shape[1], len(chosen.steps)))
+        matrix = error_matrix(table)
+        regions[name] = RegionCalibration(
+            denoiser=view.denoiser.name,
+            mode=view.region.mode,
+            schedule=_errors(chosen),
+            uniform=_errors(uniform),
+            errors=[[None if np.isnan(value) else float(value) for value in row] for row in matrix],
+            probe_fit=_probe_fit(region, matrix, probe),
+        )
+    first = next(iter(statistics.values()))
+    models, scheduler = identity
+    strategy = {key: value for key, value in settings.model_dump(mode="json").items() if key.startswith("forecast")}
+    return CalibrationFile(
+        models=models,
+        scheduler=scheduler,
+        num_steps=first.num_steps or 1,
+        strategy={**strategy, "forecast": forecast},
+        budget=budget,
+        regions=regions,
+        samples={
+            "rows": first.models[forecast].rows,
+            "generations": first.generations,
+            "sample_size": sample_size,
+            **samples,
+        },
+    )
