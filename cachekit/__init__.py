@@ -55,7 +55,17 @@ if TYPE_CHECKING:
         register_policy,
     )
     from cachekit.region import Region, RegionIO, TensorIO, TupleIO
-    from cachekit.reuse import Forecaster, merge_rows, nbytes, register_forecaster, tree_map
+    from cachekit.reuse import (
+        Forecaster,
+        ForecasterOptions,
+        ForecastSpec,
+        HermiteForecast,
+        TaylorForecast,
+        merge_rows,
+        nbytes,
+        register_forecaster,
+        tree_map,
+    )
     from cachekit.text_kv import (
         TEXT_KV,
         cross_attention_paths,
@@ -85,7 +95,10 @@ __all__ = [
     "EntryKey",
     "ExperimentError",
     "FewStepsWarning",
+    "HermiteForecast",
+    "ForecastSpec",
     "Forecaster",
+    "ForecasterOptions",
     "ModelSpec",
     "NonUniformPolicy",
     "PipelineCaller",
@@ -106,6 +119,7 @@ __all__ = [
     "SimilarityPolicy",
     "StepInfo",
     "TEXT_KV",
+    "TaylorForecast",
     "TensorIO",
     "TupleIO",
     "UniformPolicy",

@@ -20,7 +20,6 @@ from cachekit.modules import uncompiled
 from cachekit.plugin_manager import load_plugins
 from cachekit.policies.base import Policy
 from cachekit.region import Region
-from cachekit.reuse.forecaster import FORECASTERS
 
 ConfigSource = CacheConfig | Mapping[str, Any] | str | Path | Policy | None
 
@@ -45,7 +44,6 @@ def enable(target: Any, config: ConfigSource = None, **overrides: Any) -> CacheH
     if overrides:
         settings = load_config({**settings.model_dump(exclude_unset=True), **overrides})
     pm = load_plugins()
-    forecaster = FORECASTERS.get(settings.forecast)
     plans = []
     for denoiser in find_denoisers(pm, target, settings):
         regions = select_regions(pm, denoiser, settings)
@@ -54,7 +52,7 @@ def enable(target: Any, config: ConfigSource = None, **overrides: Any) -> CacheH
         _check_keyed_policies(regions, settings)
         check_offloading(uncompiled(denoiser.module), regions)
         region_plans = [
-            RegionPlan(region, settings.policy_for(denoiser.name, region.name), forecaster) for region in regions
+            RegionPlan(region, settings.policy_for(denoiser.name, region.name), settings.forecast) for region in regions
         ]
         plans.append((denoiser, region_plans, settings.num_steps))
     if settings.static:

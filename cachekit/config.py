@@ -32,7 +32,7 @@ from cachekit.errors import ConfigError, did_you_mean, listing
 from cachekit.plugin_manager import load_plugins
 from cachekit.policies.base import Policy, parse_policy, policy_kinds
 from cachekit.policies.uniform import UniformPolicy
-from cachekit.reuse.forecaster import FORECASTERS
+from cachekit.reuse.spec import ForecastSpec
 
 CONFIG_SUFFIXES = (".yaml", ".yml", ".toml", ".json")
 """The suffixes of config files :func:`read_mapping` reads."""
@@ -97,12 +97,13 @@ class CacheConfig(BaseModel):
     num_steps: int | None = Field(
         None, strict=True, ge=1, description="Steps per generation for a bare model with no scheduler."
     )
-    forecast: str = Field(
-        "none",
+    forecast: ForecastSpec = Field(
+        default_factory=lambda: ForecastSpec(name="none"),
         description=(
             "What reuse steps serve: 'none' the stored result as computed (DeepCache, FORA); 'linear' "
-            "its extrapolation from the last two refreshes (TaylorSeer's first order; keeps two results); "
-            "or a forecaster a plugin registers."
+            "its extrapolation from the last two refreshes; {name: taylor, order: 1-3} the polynomial "
+            "through the last order+1 refreshes (TaylorSeer; keeps order+1 results); {name: hermite, "
+            "order: 1-3, scale: 0-0.707} the same damped at long gaps (HiCache); or a forecaster a plugin registers."
         ),
     )
     process_group: Annotated[Any, WithJsonSchema({"type": "string", "enum": list(GROUP_CHOICES)})] = Field(
@@ -126,12 +127,6 @@ class CacheConfig(BaseModel):
     _policy = field_validator("policy", mode="before")(lambda cls, value: _policy_field(value))
     _regions = field_validator("regions", mode="before")(lambda cls, value: region_names(value))
     _process_group = field_validator("process_group", mode="before")(lambda cls, value: check_process_group(value))
-
-    @field_validator("forecast")
-    @classmethod
-    def _known_forecaster(cls, value: str) -> str:
-        FORECASTERS.get(value)
-        return value
 
     @field_validator("region_policies", "denoiser_policies", mode="before")
     @classmethod

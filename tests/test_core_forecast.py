@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-from collections import OrderedDict, namedtuple
-
 import pytest
 import torch
 
 import cachekit
 from cachekit import ConfigError
 from cachekit.experiments import load_experiment
-from cachekit.reuse.linear import extrapolate, forecast_ratio
 from tests.models import tiny_transformer
 
 T = (900, 800, 700, 600, 500, 400, 300)
@@ -90,32 +87,11 @@ def test_a_new_generation_does_not_extrapolate_from_the_previous_one():
     assert torch.equal(first, second)
 
 
-def test_extrapolate_walks_tuples_and_dicts_and_leaves_what_it_cannot_forecast():
-    latest, previous = torch.tensor([3.0, 5.0]), torch.tensor([1.0, 1.0])
-    torch.testing.assert_close(extrapolate(latest, previous, 0.5), torch.tensor([4.0, 7.0]))
-    nested = extrapolate((latest, {"a": latest}, None), (previous, {"a": previous}, None), 1.0)
-    torch.testing.assert_close(nested[0], torch.tensor([5.0, 9.0]))
-    torch.testing.assert_close(nested[1]["a"], torch.tensor([5.0, 9.0]))
-    assert nested[2] is None
-    integers = torch.tensor([3, 5])
-    assert extrapolate(integers, torch.tensor([1, 1]), 1.0) is integers
-    assert extrapolate(latest, torch.zeros(3), 1.0) is latest  # shape changed: no forecast
-    pair = namedtuple("Pair", "first second")
-    served = extrapolate(pair(latest, None), pair(previous, None), 1.0)
-    assert isinstance(served, pair) and served.second is None
-    torch.testing.assert_close(served.first, torch.tensor([5.0, 9.0]))
-    ordered = extrapolate(OrderedDict(a=latest), OrderedDict(a=previous), 1.0)
-    assert type(ordered) is OrderedDict
-    torch.testing.assert_close(ordered["a"], torch.tensor([5.0, 9.0]))
-
-
-def test_forecast_ratio_needs_two_refreshes():
-    assert forecast_ratio(5, None, 3) is None
-    assert forecast_ratio(5, 0, 3) == pytest.approx(2 / 3)
-
-
 def test_a_bad_forecast_names_the_allowed_values():
-    with pytest.raises(ConfigError, match=r"forecast: unknown forecaster 'quadratic'; known forecasters: 'linear'"):
+    with pytest.raises(
+        ConfigError,
+        match=r"forecast: unknown forecaster 'quadratic'; known forecasters: 'hermite', 'linear', 'none', 'taylor'",
+    ):
         cachekit.load_config({"forecast": "quadratic"})
 
 
@@ -124,6 +100,6 @@ def test_experiment_entries_take_forecast_and_name_it():
     entry = {"interval": 3, "branch": 0, "grid": {"forecast": ["none", "linear"]}}
     settings = load_experiment({**base, "policies": [entry]}).settings
     assert [s.name for s in settings] == ["uniform interval=3 @branch0", "uniform interval=3 forecast=linear @branch0"]
-    assert [s.cache.forecast for s in settings] == ["none", "linear"]
+    assert [s.cache.forecast.label for s in settings] == ["none", "linear"]
     with pytest.raises(ConfigError, match="'cache' may not set 'forecast'"):
         load_experiment({**base, "policies": [{"interval": 3, "cache": {"forecast": "linear"}}]})

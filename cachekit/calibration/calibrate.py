@@ -8,7 +8,7 @@ labels of its ``calibration`` section).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -25,6 +25,7 @@ from cachekit.calibration.statistics import RegionStatistics
 from cachekit.config import load_config
 from cachekit.engine.handle import CacheHandle
 from cachekit.errors import CachekitError
+from cachekit.reuse.spec import ForecastSpec
 
 
 def uniform_steps(num_steps: int, refreshes: int) -> tuple[int, ...]:
@@ -53,12 +54,16 @@ def _probe_fit(statistics: RegionStatistics, matrix: np.ndarray, probe: str) -> 
         return None
 
 
+ForecastSource = ForecastSpec | str | Mapping[str, Any]
+"""A forecast as a config gives it: a spec, a forecaster's name, or ``{name: ..., PARAMETER: VALUE}``."""
+
+
 def calibrate_model(
     target: Any,
     generate: Callable[[], object],
     budget: Budget | dict[str, Any],
     cache: ConfigSource = None,
-    forecasts: Sequence[str] | None = None,
+    forecasts: Sequence[ForecastSource] | None = None,
     sample_size: int = 1024,
     seed: int = 0,
     probe: str = "entry_input",
@@ -72,22 +77,23 @@ def calibrate_model(
             recorded, uncached). Use seeds you will not evaluate on.
         budget: a :class:`Budget` or its mapping (``{"refreshes": 5}``, ``{"error": 2.0}``).
         cache: selects regions as in :func:`cachekit.enable` (its policy is ignored).
-        forecasts: forecaster names to calibrate for (default: ``cache``'s ``forecast``).
+        forecasts: forecasts to calibrate for, each as a config's ``forecast`` (``"linear"``,
+            ``{"name": "taylor", "order": 2}``; default: ``cache``'s ``forecast``).
         sample_size: values kept per batch row and step of each region (the memory bound).
         seed: seeds the subsample.
         probe: the probe whose drift is fitted to the error.
         samples: what to note in the files about the samples (e.g. the seeds).
 
     Returns:
-        One :class:`CalibrationFile` per forecaster name.
+        One :class:`CalibrationFile` per forecast, by its label (``linear``, ``taylor2``).
     """
     budget = budget if isinstance(budget, Budget) else Budget.model_validate(budget)
     settings = load_config(cache)
-    names = tuple(forecasts or (settings.forecast,))
+    specs = tuple(ForecastSpec.model_validate(spec) for spec in forecasts) if forecasts else (settings.forecast,)
     statistics: dict[str, RegionStatistics] = {}
 
     def on_generation(region: str, trajectory: Any) -> None:
-        statistics.setdefault(region, RegionStatistics(region, names)).add(trajectory)
+        statistics.setdefault(region, RegionStatistics(region, specs)).add(trajectory)
 
     recorder = Recorder(target, settings, on_generation, sample_size, seed, probe)
     with recorder.recording() as handle:
@@ -97,8 +103,8 @@ def calibrate_model(
     if missing:
         raise CachekitError(f"calibration: regions {missing} never ran; did generate() call the model?")
     return {
-        name: _file(handle, statistics, identity, name, budget, settings, sample_size, probe, samples or {})
-        for name in names
+        spec.label: _file(handle, statistics, identity, spec, budget, sample_size, probe, samples or {})
+        for spec in specs
     }
 
 
@@ -116,9 +122,8 @@ def _file(
     handle: CacheHandle,
     statistics: dict[str, RegionStatistics],
     identity: tuple[dict[str, ModelInfo], str | None],
-    forecast: str,
+    forecast: ForecastSpec,
     budget: Budget,
-    settings: Any,
     sample_size: int,
     probe: str,
     samples: dict[str, Any],
@@ -126,7 +131,7 @@ def _file(
     regions = {}
     for name, view in handle.views.items():
         region = statistics[name]
-        table = region.models[forecast].table
+        table = region.models[forecast.label].table
         chosen = solve(table, budget)
         uniform = schedule_errors(table, uniform_steps(table.shape[1], len(chosen.steps)))
         matrix = error_matrix(table)
@@ -140,16 +145,15 @@ def _file(
         )
     first = next(iter(statistics.values()))
     models, scheduler = identity
-    strategy = {key: value for key, value in settings.model_dump(mode="json").items() if key.startswith("forecast")}
     return CalibrationFile(
         models=models,
         scheduler=scheduler,
         num_steps=first.num_steps or 1,
-        strategy={**strategy, "forecast": forecast},
+        strategy={"forecast": forecast.model_dump(mode="json")},
         budget=budget,
         regions=regions,
         samples={
-            "rows": first.models[forecast].rows,
+            "rows": first.models[forecast.label].rows,
             "generations": first.generations,
             "sample_size": sample_size,
             **samples,

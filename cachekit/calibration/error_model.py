@@ -27,7 +27,7 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 
-from cachekit.reuse.forecaster import Forecaster
+from cachekit.reuse.forecaster import ForecasterFactory
 
 HISTORY = 2
 """Refreshes fed before the last two, at their gap, for forecasters that read more than two."""
@@ -51,7 +51,7 @@ def states(num_steps: int) -> Iterator[tuple[int | None, int]]:
 
 
 def serving_errors(
-    trajectory: torch.Tensor, forecaster: type[Forecaster], previous: int | None, latest: int
+    trajectory: torch.Tensor, forecaster: ForecasterFactory, previous: int | None, latest: int
 ) -> torch.Tensor:
     """Each row's relative L1 error at steps ``latest + 1`` to the last, served by a fresh
     ``forecaster`` fed the refreshes of ``(previous, latest)``: ``(steps, rows)``.
@@ -74,7 +74,7 @@ class ErrorModel:
     Holds ``(steps + 1) * steps * steps`` float64 sums, whatever the model's size.
     """
 
-    def __init__(self, num_steps: int, forecaster: type[Forecaster]):
+    def __init__(self, num_steps: int, forecaster: ForecasterFactory):
         self.num_steps = num_steps
         self.forecaster = forecaster
         self.sums = np.zeros((num_steps + 1, num_steps, num_steps))

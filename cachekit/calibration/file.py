@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from cachekit.calibration.budget import Budget
 from cachekit.calibration.probe_fit import ProbeFit
 from cachekit.errors import ConfigError
+from cachekit.reuse.spec import ForecastSpec
 
 FORMAT = "cachekit-calibration"
 
@@ -76,9 +77,9 @@ class CalibrationFile(BaseModel):
     )
 
     @property
-    def forecast(self) -> str:
-        """The forecaster the schedules are for."""
-        return str(self.strategy.get("forecast", "none"))
+    def forecast(self) -> ForecastSpec:
+        """The forecast (forecaster and parameters) the schedules are for."""
+        return ForecastSpec.model_validate(self.strategy.get("forecast", "none"))
 
     def save(self, path: str | Path) -> Path:
         """Write the file as indented JSON; returns its path."""

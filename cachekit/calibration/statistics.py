@@ -16,13 +16,13 @@ import numpy as np
 from cachekit.calibration.error_model import ErrorModel
 from cachekit.calibration.recorder import Trajectory
 from cachekit.errors import CachekitError
-from cachekit.reuse.forecaster import FORECASTERS
+from cachekit.reuse.spec import ForecastSpec
 
 
 class RegionStatistics:
-    """Error models (one per forecaster name) and step drifts of one region."""
+    """Error models (one per forecast, by its label) and step drifts of one region."""
 
-    def __init__(self, name: str, forecasts: Sequence[str]):
+    def __init__(self, name: str, forecasts: Sequence[ForecastSpec]):
         self.name = name
         self.forecasts = tuple(forecasts)
         self.models: dict[str, ErrorModel] = {}
@@ -40,7 +40,7 @@ class RegionStatistics:
         results, drifts = trajectory
         steps = len(results)
         if self.num_steps is None:
-            self.models = {name: ErrorModel(steps, FORECASTERS.get(name)) for name in self.forecasts}
+            self.models = {spec.label: ErrorModel(steps, spec.factory()) for spec in self.forecasts}
             self.drift_sums, self.drift_rows = np.zeros(steps), np.zeros(steps)
         elif steps != self.num_steps:
             raise CachekitError(

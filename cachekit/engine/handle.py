@@ -30,7 +30,7 @@ from cachekit.errors import AlreadyEnabledError
 from cachekit.modules import get_submodule
 from cachekit.policies.base import Policy, PolicyBinding
 from cachekit.region import Region
-from cachekit.reuse.forecaster import Forecaster
+from cachekit.reuse.spec import ForecastSpec
 
 _ENABLED: weakref.WeakKeyDictionary[nn.Module, weakref.ref[CacheHandle]] = weakref.WeakKeyDictionary()
 _TAPS: weakref.WeakValueDictionary[int, SchedulerTap] = weakref.WeakValueDictionary()
@@ -63,11 +63,11 @@ class RegionView:
 
 @dataclass(frozen=True)
 class RegionPlan:
-    """A region to install, the policy chosen for it, and the forecaster its reuse steps use."""
+    """A region to install, the policy chosen for it, and the forecast its reuse steps are served."""
 
     region: Region
     policy: Policy
-    forecaster: type[Forecaster]
+    forecast: ForecastSpec
 
 
 class CacheHandle:
@@ -160,7 +160,7 @@ class CacheHandle:
         names = tuple(plan.region.name for plan in region_plans)
         for plan in region_plans:
             name = _stats_name(denoiser, plan.region, qualify)
-            bound = replace(plan, policy=plan.policy.bind(PolicyBinding(denoiser, plan.region, names, plan.forecaster)))
+            bound = replace(plan, policy=plan.policy.bind(PolicyBinding(denoiser, plan.region, names, plan.forecast)))
             runner = _runner(bound, runtime, self.stats[name], name, static)
             runtime.runners.append(runner)
             for path in runner.watched_paths:
@@ -218,7 +218,7 @@ def _runner(plan: RegionPlan, runtime: DenoiserRuntime, stats: RegionStats, name
     """A keyed region's runner (it counts its calls as each ends), or a policy-driven one (static or not)."""
     if plan.region.mode != "keyed":
         runner_class = StaticRegionRunner if static else RegionRunner
-        return runner_class(plan.region, plan.policy, plan.forecaster, runtime, stats, name)
+        return runner_class(plan.region, plan.policy, plan.forecast.factory(), runtime, stats, name)
     runner = KeyedRunner(plan.region, plan.policy, runtime, stats, name)
     runtime.call_ended.append(runner.call_ended)
     return runner

@@ -20,12 +20,14 @@ from cachekit.clock import StepInfo
 from cachekit.denoiser import Denoiser
 from cachekit.engine.probes import PROBES, Probe, drift_of, row_drift_terms
 from cachekit.engine.ranks import RankGroup
+from cachekit.engine.readers import LiveReaders
 from cachekit.engine.state import ContextState, RegionState
 from cachekit.engine.stats import RegionStats
 from cachekit.errors import CachekitWarning
+from cachekit.modules import get_submodule
 from cachekit.policies.base import Policy
 from cachekit.region import Region
-from cachekit.reuse.forecaster import Forecaster
+from cachekit.reuse.forecaster import ForecasterFactory
 from cachekit.reuse.strategy import STRATEGIES, make_strategy
 from cachekit.reuse.tree import merge_rows, put_rows, take_rows
 
@@ -71,7 +73,7 @@ class RegionRunner:
         self,
         region: Region,
         policy: Policy,
-        forecaster: type[Forecaster],
+        forecaster: ForecasterFactory,
         runtime: StepSource,
         stats: RegionStats,
         stats_name: str,
@@ -85,8 +87,15 @@ class RegionRunner:
         self.probe: Probe | None = None if probe_name is None else PROBES.get(probe_name)
         self.watched_paths = self.probe.watched_modules(region) if self.probe else ()
         self.watched: dict[str, torch.Tensor] = {}
+        model = runtime.denoiser.module
+        self.readers = (  # which replayed outputs live modules read, so that only those are forecast
+            LiveReaders(model, [get_submodule(model, path) for path in region.modules])
+            if region.inner == "replay" and len(region.modules) > 1
+            else None
+        )
+        forecasts = self.readers.forecasts if self.readers else lambda path: True
         self.state = RegionState(
-            lambda: ContextState(policy=policy.new_state(), strategy=make_strategy(region, forecaster))
+            lambda: ContextState(policy=policy.new_state(), strategy=make_strategy(region, forecaster, forecasts))
         )
         self.needs_entry_inputs = self.probe is not None or STRATEGIES[region.mode].needs_entry_inputs
         self.decision: Decision | None = None
@@ -118,10 +127,14 @@ class RegionRunner:
         self.state.reset()
         self.decision = None
         self.watched.clear()
+        if self.readers:
+            self.readers.finish()
 
     @torch.compiler.disable
     def decide(self, step: StepInfo, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Decision:
         """Ask the policy at the entry module (always refresh when nothing is stored)."""
+        if self.readers:
+            self.readers.finish()  # a watched refresh ends where the next call begins
         state = self.state.context(step.context)
         entry_inputs = self.region.io.read_inputs(args, kwargs) if self.needs_entry_inputs else ()
         if self.probe is not None:
@@ -206,8 +219,13 @@ class RegionRunner:
             )
             if stores:
                 strategy.refreshed(path, step.index, decision.entry_inputs, output, decision.rows)
+            if self.readers:
+                if is_entry:
+                    self.readers.start()
+                self.readers.returned(path, output)  # the exit's too: what reads it is no inner output's reader
             if is_exit:
                 decision.state.has_cache = True
+                self.stats.record_held(step.context, strategy.nbytes_by_forecaster())
             return output
 
         return forward

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
 FEW_STEPS = 6
@@ -50,6 +50,20 @@ class RegionStats:
     """Batch rows the region computed (all rows of a refresh, the refreshed rows of a partial one)."""
     few_steps: FewSteps | None = None
     """The ceiling on reuse when the latest generation runs fewer than :data:`FEW_STEPS` steps, else ``None``."""
+    held: dict[int, Counter[str]] = field(default_factory=dict)
+    """context -> bytes kept after its latest refresh, by forecaster class (``TaylorForecast``,
+    ``StoredResult`` for replayed outputs no live module reads); cleared at each generation."""
+    peak_bytes: int = 0
+    """The most bytes this region kept at once (every context together), over every generation."""
+
+    def held_bytes(self) -> Counter[str]:
+        """Bytes kept after the latest refreshes, by forecaster class, summed over contexts."""
+        return sum(self.held.values(), Counter())
+
+    def record_held(self, context: int, held: Counter[str]) -> None:
+        """Note what context ``context`` keeps after a refresh (bytes by forecaster class)."""
+        self.held[context] = held
+        self.peak_bytes = max(self.peak_bytes, sum(self.held_bytes().values()))
 
     def record(self, step: int, context: int, computed: int, rows: int) -> None:
         """Count one call that computed ``computed`` of its ``rows`` batch rows.
@@ -67,8 +81,9 @@ class RegionStats:
         row[step] = row.get(step, "") + mark
 
     def new_generation(self) -> None:
-        """Start a fresh hit map; totals keep counting."""
+        """Start a fresh hit map and held bytes; totals keep counting."""
         self.hits = defaultdict(dict)
+        self.held = {}
 
     @property
     def computed_share(self) -> float:
@@ -94,6 +109,11 @@ class CacheStats:
     def reuses(self) -> int:
         """Reuses summed over regions."""
         return sum(stats.reuses for stats in self.regions.values())
+
+    @property
+    def peak_bytes(self) -> int:
+        """The most bytes kept at once, summed over regions (each region's own peak)."""
+        return sum(stats.peak_bytes for stats in self.regions.values())
 
     @property
     def few_steps(self) -> FewSteps | None:

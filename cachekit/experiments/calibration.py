@@ -125,7 +125,7 @@ class Tuning:
         files = calibrate_model(
             pipeline, generate, budget, cache, sample_size=self.spec.sample_size, probe=self.spec.probe, samples=samples
         )
-        return files[cache.forecast]
+        return files[cache.forecast.label]
 
 
 def default_output(output_dir: Path, name: str) -> Path:

@@ -5,8 +5,9 @@ An entry's keys map onto a setting explicitly:
 * ``kind``: the policy kind (default ``uniform``);
 * any field of that kind (``interval``, ``threshold``, ``center``, ...): the policy field;
 * ``regions``: region names (one name or a list), as in ``CacheConfig.regions``;
-* ``forecast``: ``CacheConfig.forecast`` (``linear`` extrapolates reuse steps); named in
-  the setting's name when it is not ``none``;
+* ``forecast``: ``CacheConfig.forecast``, a name (``linear``) or a mapping with parameters
+  (``{name: taylor, order: 2}``); named in the setting's name by its label (``forecast=taylor2``)
+  when it is not ``none``;
 * ``cache``: any other ``CacheConfig`` keys (``declare``, ``num_steps``, ``denoisers``, ...);
 * a plugin's entry key (:class:`~cachekit.experiments.entry_key.EntryKey`): the UNet plugin's
   ``branch: k`` caches region ``branch{k}`` (DeepCache's skip branch ``k``);
@@ -32,6 +33,7 @@ from cachekit.experiments.entry_key import EntryKey
 from cachekit.experiments.errors import ExperimentError
 from cachekit.experiments.hooks import entry_keys
 from cachekit.policies.base import policy_kinds
+from cachekit.reuse.spec import ForecastSpec
 
 SETTING_KEYS = ("regions", "forecast", "cache")
 """Built-in entry keys that select regions or set other cache options (the rest are policy fields)."""
@@ -59,7 +61,10 @@ class PolicyEntry(BaseModel):
     kind: str = Field("uniform", description="Policy kind.")
     grid: dict[str, list[Any]] = Field(default_factory=dict, description="Keys mapped to lists of values to sweep.")
     regions: list[str] | None = Field(None, min_length=1, description="Region names to cache.")
-    forecast: str = Field("none", description="What reuse steps serve: a forecaster name ('none', 'linear', ...).")
+    forecast: str | dict[str, Any] = Field(
+        "none",
+        description="What reuse steps serve: a forecaster name ('none', 'linear', ...) or {name: ..., order: ...}.",
+    )
     cache: dict[str, Any] = Field(default_factory=dict, description="Other CacheConfig keys (declare, num_steps, ...).")
 
     _settings: list[Setting] = PrivateAttr(default_factory=list)
@@ -123,13 +128,13 @@ class PolicyEntry(BaseModel):
         if selected is not None:
             mapping["regions"] = selected
         config = validate(CacheConfig, mapping, f"policies entry {self.name or kind!r}")
-        return Setting(self._name(kind, {**values, **named}, selected, forecast, swept), config)
+        return Setting(self._name(kind, {**values, **named}, selected, config.forecast.label, swept), config)
 
     def _name(
         self, kind: str, values: dict[str, Any], regions: list[str] | None, forecast: str, swept: dict[str, Any]
     ) -> str:
         if self.name is not None:
-            suffix = ",".join(f"{key}={_short(value)}" for key, value in swept.items())
+            suffix = ",".join(f"{key}={_label(key, value)}" for key, value in swept.items())
             return f"{self.name}[{suffix}]" if suffix else self.name
         parts = [kind, *(f"{key}={_short(value)}" for key, value in values.items())]
         if forecast != "none":
@@ -173,6 +178,11 @@ def _apply(keys: dict[str, EntryKey], given: dict[str, Any]) -> tuple[list[str],
             raise ValueError(f"entry key {key!r} sets {listing(taken)}, which the entry or another key sets")
         cache.update(sets)
     return regions, cache, named
+
+
+def _label(key: str, value: Any) -> str:
+    """A swept value as a setting name shows it (a forecast by its label: ``taylor2``)."""
+    return ForecastSpec.model_validate(value).label if key == "forecast" else _short(value)
 
 
 def _short(value: Any) -> str:

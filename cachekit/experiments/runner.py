@@ -377,7 +377,7 @@ class ExperimentRunner:
             "calls": measured.per_generation(measured.region_calls),
             "flops_share": flops_share,
             **timing,
-            "forecast": "none" if cache is None else cache.forecast,
+            "forecast": "none" if cache is None else cache.forecast.label,
         }
         row.update(dict.fromkeys(FIDELITY_METRICS))
         if baseline is not None and setting.name != NOISE_FLOOR:

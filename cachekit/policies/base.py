@@ -29,7 +29,7 @@ from cachekit.denoiser import Denoiser
 from cachekit.errors import ConfigError
 from cachekit.region import Region
 from cachekit.registry import Registry
-from cachekit.reuse.forecaster import Forecaster
+from cachekit.reuse.spec import ForecastSpec
 
 Decision = bool | torch.Tensor
 """One bool for every batch row, or a bool tensor with one value per row."""
@@ -54,13 +54,13 @@ class PolicyBinding:
         denoiser: the denoiser the region belongs to (its module and scheduler).
         region: the region the policy decides for.
         regions: the names of every region installed on that denoiser, in order.
-        forecaster: the forecaster class the region's reuse steps are served with.
+        forecast: the forecast the region's reuse steps are served (forecaster and parameters).
     """
 
     denoiser: Denoiser
     region: Region
     regions: tuple[str, ...]
-    forecaster: type[Forecaster]
+    forecast: ForecastSpec
 
 
 class Policy(BaseModel):

@@ -21,7 +21,6 @@ from cachekit.clock import StepInfo
 from cachekit.errors import ConfigError, PolicyError, listing
 from cachekit.policies.base import Policy, PolicyBinding, PolicyState, register_policy
 from cachekit.policies.schedule import planned_steps
-from cachekit.reuse.forecaster import FORECASTERS
 
 
 @register_policy
@@ -83,9 +82,10 @@ def check_binding(calibration: CalibrationFile, binding: PolicyBinding, path: st
             f"calibration {path!r} is for regions {listing(calibrated)} of {denoiser.name!r}, and this "
             f"config installs {listing(binding.regions)}; select the same regions or calibrate these"
         )
-    if FORECASTERS.get(calibration.forecast) is not binding.forecaster:
+    if calibration.forecast != binding.forecast:
+        written = calibration.forecast.model_dump(mode="json")
         raise ConfigError(
-            f"calibration {path!r} chose its steps for forecast {calibration.forecast!r}, and this config serves "
-            f"reuse steps with another forecaster; set forecast: {calibration.forecast}, or calibrate for it"
+            f"calibration {path!r} chose its steps for forecast {calibration.forecast.label!r}, and this config "
+            f"serves reuse steps with {binding.forecast.label!r}; set forecast: {written}, or calibrate for it"
         )
     return region_key(calibration, denoiser.name, binding.region.name, path)

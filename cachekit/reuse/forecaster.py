@@ -13,15 +13,35 @@ the mask of the rows that refreshed, and a forecaster keeps each row's own histo
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any
+from collections.abc import Callable
+from typing import Any, ClassVar
 
 import torch
+from pydantic import BaseModel, ConfigDict
 
 from cachekit.registry import Registry
 
 
+class ForecasterOptions(BaseModel):
+    """The parameters a forecaster declares (none here); a subclass adds fields with bounds."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    def label(self, name: str) -> str:
+        """How results tables name the forecaster ``name`` with these parameters (``taylor2``)."""
+        given = ", ".join(f"{key}={value}" for key, value in self)
+        return f"{name}({given})" if given else name
+
+
 class Forecaster(ABC):
-    """Keeps one stored result between refreshes; made fresh for every region, context and generation."""
+    """Keeps one stored result between refreshes; made fresh for every region, context and generation.
+
+    A forecaster with parameters names their model as :attr:`Options`; it is then made as
+    ``cls(**options)`` (each field a keyword of ``__init__``), one without as ``cls()``.
+    """
+
+    Options: ClassVar[type[ForecasterOptions]] = ForecasterOptions
+    """The parameters a config may give (``forecast: {name: taylor, order: 2}``)."""
 
     @abstractmethod
     def record(self, step: int, value: Any, rows: torch.Tensor | None = None) -> None:
@@ -36,8 +56,11 @@ class Forecaster(ABC):
         """Bytes of the tensors this forecaster keeps."""
 
 
+ForecasterFactory = Callable[[], Forecaster]
+"""Makes a fresh forecaster (a class with no parameters, or one bound to a config's parameters)."""
+
 FORECASTERS: Registry[type[Forecaster]] = Registry("forecaster", "forecasters")
-"""Forecaster classes by name (``none``, ``linear``, and those plugins register)."""
+"""Forecaster classes by name (``none``, ``linear``, ``taylor``, ``hermite``, and those plugins register)."""
 
 
 def register_forecaster(name: str, cls: type[Forecaster]) -> None:

@@ -5,18 +5,23 @@ refresh the engine hands it each module's output (:meth:`ReuseStrategy.refreshed
 keeps what its mode needs, each stored result in a :class:`~cachekit.reuse.forecaster.Forecaster`.
 On a reuse step the engine asks it what each module returns (:meth:`ReuseStrategy.served`).
 Inner modules (neither entry nor exit) behave the same in both modes: ``passthrough`` hands
-each module's input on, ``replay`` serves its stored output.
+each module's input on, ``replay`` serves its stored output. Only what reaches code that
+runs is forecast: the exit's value, and the replayed outputs that ``forecasts(path)`` says a
+live module reads (:mod:`cachekit.engine.readers` finds them); the others are served as stored.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 import torch
 
 from cachekit.region import Region
-from cachekit.reuse.forecaster import Forecaster
+from cachekit.reuse.forecaster import Forecaster, ForecasterFactory
+from cachekit.reuse.stored import StoredResult
 from cachekit.reuse.tree import tree_map
 
 
@@ -26,11 +31,15 @@ class ReuseStrategy(ABC):
     needs_entry_inputs = False
     """True when the strategy reads the entry's input tensors (residual mode)."""
 
-    def __init__(self, region: Region, forecaster: type[Forecaster]):
+    def __init__(
+        self, region: Region, forecaster: ForecasterFactory, forecasts: Callable[[str], bool] = lambda path: True
+    ):
         self.region = region
         self.exit = region.exit
         self.replays = region.inner == "replay"
         self.forecaster = forecaster
+        self.forecasts = forecasts
+        """Whether a replayed inner module's output is forecast (a live module reads it) or served as stored."""
         self.stored: dict[str, Forecaster] = {}
 
     def refreshed(
@@ -66,9 +75,19 @@ class ReuseStrategy(ABC):
         """Bytes of every tensor stored."""
         return sum(forecaster.nbytes() for forecaster in self.stored.values())
 
+    def nbytes_by_forecaster(self) -> Counter[str]:
+        """Bytes stored, by the class name of the forecaster that keeps them."""
+        held: Counter[str] = Counter()
+        for forecaster in self.stored.values():
+            held[type(forecaster).__name__] += forecaster.nbytes()
+        return held
+
     def _store(self, key: str, step: int, value: Any, rows: torch.Tensor | None) -> None:
         forecaster = self.stored.get(key)
-        if forecaster is None:
+        plain = key != "exit" and not self.forecasts(key)
+        if plain and not isinstance(forecaster, StoredResult):
+            forecaster = self.stored[key] = StoredResult()  # nothing live reads it: keep one result
+        elif forecaster is None:
             forecaster = self.stored[key] = self.forecaster()
         forecaster.record(step, tree_map(lambda tensor, _: tensor.detach(), value, None), rows)
 
@@ -112,6 +131,8 @@ STRATEGIES: dict[str, type[ReuseStrategy]] = {"output": OutputReuse, "residual":
 """The strategy of each region mode."""
 
 
-def make_strategy(region: Region, forecaster: type[Forecaster]) -> ReuseStrategy:
-    """The strategy of ``region``'s mode, storing its results in ``forecaster`` instances."""
-    return STRATEGIES[region.mode](region, forecaster)
+def make_strategy(
+    region: Region, forecaster: ForecasterFactory, forecasts: Callable[[str], bool] = lambda path: True
+) -> ReuseStrategy:
+    """The strategy of ``region``'s mode, storing the results that ``forecasts`` in ``forecaster`` instances."""
+    return STRATEGIES[region.mode](region, forecaster, forecasts)

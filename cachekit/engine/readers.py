@@ -1,0 +1,129 @@
+"""Which replayed inner outputs of a region live code reads: found by watching one refresh.
+
+On a reuse step a region with ``inner: replay`` serves every inner module's stored output,
+but most of them are read only by other modules of the region, which do not run then (a
+UNet's deep down blocks feed its deep up blocks). Only outputs that code outside the region
+reads reach code that runs: those alone are worth forecasting; the others are served as
+stored, which costs nothing. During one refresh a :class:`LiveReaders` marks each inner
+output the region returns with its module's path, follows the marks through every torch
+operation (a ``torch.cat`` in a UNet's up block joins a skip tensor to the hidden state),
+and a process-wide forward hook notes the marks on the inputs of every *live* module: one of
+the denoiser's modules that is neither in the region, nor inside one of its modules, nor a
+container of one (containers only hand tensors on to the region).
+"""
+
+from __future__ import annotations
+
+import weakref
+from typing import Any
+
+import torch
+from torch import nn
+from torch.overrides import TorchFunctionMode, _get_current_function_mode
+from torch.utils.hooks import RemovableHandle
+
+from cachekit.reuse.tree import tensors
+
+
+def live_modules(model: nn.Module, region: list[nn.Module]) -> set[int]:
+    """Ids of ``model``'s modules that are not ``region``'s modules, inside one, or containers of one."""
+    names = {id(module): name for name, module in model.named_modules()}
+    inside = [names[id(module)] for module in region if id(module) in names]
+    live = set()
+    for path, module in model.named_modules():
+        related = not path or any(
+            path == other or path.startswith(other + ".") or other.startswith(path + ".") for other in inside
+        )
+        if not related:
+            live.add(id(module))
+    return live
+
+
+class Marks(TorchFunctionMode):
+    """Follows marks (sets of inner module paths) from tensors to every tensor an operation makes of them.
+
+    Tensors are held weakly: following a whole forward keeps none of its activations alive.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.marks: dict[int, tuple[weakref.ref[torch.Tensor], frozenset[str]]] = {}
+        self.following = True
+        """False once the watch ended (a mode entered above this one keeps it on the stack, inert)."""
+
+    def of(self, tree: Any) -> frozenset[str]:
+        """The marks of every tensor in ``tree``, together."""
+        found: set[str] = set()
+        for tensor in tensors(tree):
+            entry = self.marks.get(id(tensor))
+            if entry is not None and entry[0]() is tensor:
+                found |= entry[1]
+        return frozenset(found)
+
+    def mark(self, tree: Any, marks: frozenset[str]) -> None:
+        """Give every tensor in ``tree`` the marks ``marks`` (replacing what it had)."""
+        for tensor in tensors(tree):
+            self.marks[id(tensor)] = (weakref.ref(tensor), marks)
+
+    def __torch_function__(self, func: Any, types: Any, args: tuple[Any, ...] = (), kwargs: Any = None) -> Any:
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        if self.following and self.marks:
+            given = self.of((args, kwargs))
+            if given:
+                self.mark(out, given | self.of(out))  # an in-place result keeps its own marks too
+        return out
+
+
+class LiveReaders:
+    """The inner paths of one region whose outputs live modules read (``None`` until watched once)."""
+
+    def __init__(self, model: nn.Module, region: list[nn.Module]):
+        self.model = model
+        self.region = region
+        self.paths: frozenset[str] | None = None
+        self._found: set[str] = set()
+        self._live: set[int] = set()
+        self._marks: Marks | None = None
+        self._hook: RemovableHandle | None = None
+
+    @property
+    def watching(self) -> bool:
+        """Whether a refresh is being watched now."""
+        return self._marks is not None
+
+    def forecasts(self, path: str) -> bool:
+        """Whether inner module ``path``'s output is worth forecasting (every one until watched)."""
+        return self.paths is None or path in self.paths
+
+    def start(self) -> None:
+        """Watch the refresh that starts now (nothing when already found or watching)."""
+        if self.paths is not None or self.watching:
+            return
+        self._live = live_modules(self.model, self.region)
+        self._marks = Marks()
+        self._marks.__enter__()
+        self._hook = nn.modules.module.register_module_forward_hook(self._read, with_kwargs=True)
+
+    def returned(self, path: str, output: Any) -> None:
+        """Inner module ``path`` returned ``output`` during the watched refresh."""
+        if self._marks is not None:
+            self._marks.mark(output, frozenset((path,)))
+
+    def finish(self) -> None:
+        """End the watch: the inner outputs read so far are the live ones from now on."""
+        if self._marks is None:
+            return
+        self._marks.following = False
+        self._marks.marks.clear()
+        if _get_current_function_mode() is self._marks:  # never pop a mode another tool entered since
+            self._marks.__exit__(None, None, None)
+        if self._hook is not None:
+            self._hook.remove()
+        self._marks = self._hook = None
+        self.paths = frozenset(self._found)
+        self._live.clear()
+
+    def _read(self, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], output: Any) -> None:
+        if self._marks is not None and id(module) in self._live:
+            self._found |= self._marks.of((args, kwargs))
