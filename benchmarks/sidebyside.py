@@ -1,4 +1,8 @@
-"""Timing candidates side by side: rounds interleave them so drift hits all alike."""
+"""Timing candidates side by side: rounds interleave them so drift hits all alike.
+
+On CUDA (``--device cuda``, :mod:`benchmarks.device`) each run is timed with CUDA events
+whatever ``clock`` says; on a CPU with ``clock``.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,8 @@ import statistics
 import time
 from collections.abc import Callable
 from typing import Any
+
+from benchmarks.device import current
 
 
 def interleaved_times(
@@ -17,17 +23,17 @@ def interleaved_times(
     """Every round's time in seconds of each candidate, running A, B, C, A, B, C, ...
 
     ``warmup`` rounds run first and are not timed. ``clock`` defaults to wall time;
-    ``time.process_time`` (CPU time, one thread) is steadier on a machine others share.
+    ``time.process_time`` (CPU time, one thread) is steadier on a machine others share. On
+    CUDA, events time each run instead.
     """
+    target = current()
     for _ in range(warmup):
         for run in candidates.values():
             run()
     times: dict[str, list[float]] = {name: [] for name in candidates}
     for _ in range(rounds):
         for name, run in candidates.items():
-            start = clock()
-            run()
-            times[name].append(clock() - start)
+            times[name].append(target.seconds(run, clock))
     return times
 
 

@@ -7,6 +7,7 @@ denoiser's FLOPs it still computes is counted on the pipeline's own call (``Flop
 and all settings are timed side by side (interleaved rounds, medians of the process's CPU
 time on one thread, steadier than wall time on a shared machine). Refreshes
 count the denoiser calls in which the second block (or the mid block) ran, whoever skipped it.
+``--device cuda`` runs every pipeline on a GPU, timed by CUDA events.
 
 Models have random weights with smoothed time conditioning (:func:`tests.dit_models.smooth_time`)
 and no VAE (latents out) except Stable Audio's and AudioLDM 2's tiny ones (audio out):
@@ -36,6 +37,7 @@ import torch
 from torch import nn
 
 import cachekit
+from benchmarks.device import current
 from benchmarks.sidebyside import interleaved_medians
 from cachekit.experiments.metrics import psnr, relative_l1
 from cachekit.flops import computed_flop_share, region_flop_shares
@@ -67,6 +69,10 @@ class Bench:
     output: Callable[[Any], torch.Tensor] = lambda result: torch.as_tensor(result.frames)
     settings: dict[str, Callable[[], torch.Tensor]] = field(default_factory=dict)
     configs: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        """The pipeline and its call go to the benchmarks' device and dtype."""
+        self.pipe, self.kwargs = current().model(self.pipe), current().inputs(self.kwargs)
 
     @property
     def denoiser(self) -> nn.Module:

@@ -3,8 +3,9 @@
 A 24-block transformer, batch 4 of one repeated sample (so the rows always agree), a
 similarity policy: the per-row probe (one drift per row, one decision per row) against a
 probe that measures the batch as one row (what a per-batch decision costs), on the same
-refresh steps. Run: ``pytest benchmarks/test_batch_rows.py --benchmark-enable -s``; the
-ratio of the medians (CPU time, one thread, interleaved rounds) and its spread are printed.
+refresh steps. Run: ``pytest benchmarks/test_batch_rows.py --benchmark-enable -s`` (``--device
+cuda``: on a GPU, timed by CUDA events); the ratio of the medians (CPU time, one thread,
+interleaved rounds) and its spread are printed.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from collections.abc import Mapping
 import torch
 
 import cachekit
+from benchmarks.device import current
 from benchmarks.sidebyside import interleaved_times
 from benchmarks.test_hook_overhead import Transformer, generate
 from cachekit.engine.probes import PROBES
@@ -40,9 +42,9 @@ def test_rows_that_agree_cost_what_a_per_batch_decision_costs(benchmark) -> None
         with PROBES.scoped():
             cachekit.register_probe("batch-as-one-row", BatchAsOneRow())
             torch.manual_seed(0)
-            per_row, per_batch = Transformer().eval(), Transformer().eval()
+            per_row, per_batch = current().model(Transformer().eval()), current().model(Transformer().eval())
             per_batch.load_state_dict(per_row.state_dict())
-            sample = torch.randn(1, 128, 4).repeat(4, 1, 1)
+            sample = current().inputs(torch.randn(1, 128, 4).repeat(4, 1, 1))
             policy = {"kind": "similarity", "threshold": 0.3}
             rows = cachekit.enable(per_row, {"policy": policy, "declare": REGION})
             batch = cachekit.enable(per_batch, {"policy": {**policy, "probe": "batch-as-one-row"}, "declare": REGION})

@@ -24,6 +24,7 @@ import torch._inductor.config
 from torch import nn
 
 import cachekit
+from benchmarks.device import current
 from benchmarks.sidebyside import interleaved_times
 from benchmarks.test_hook_overhead import Transformer
 from tests.unet_models import one_thread  # noqa: F401  (autouse fixture)
@@ -38,25 +39,22 @@ CONFIG: dict[str, Any] = {
 
 def generate(model: Callable[..., torch.Tensor], sample: torch.Tensor) -> torch.Tensor:
     with torch.no_grad():
-        for t in torch.linspace(999, 0, STEPS):
+        for t in torch.linspace(999, 0, STEPS, device=sample.device):
             sample = sample - 0.02 * model(sample, t)
     return sample
 
 
 def compile_time(run: Callable[[], torch.Tensor]) -> float:
-    """CPU seconds of a first generation from a fresh dynamo (it compiles), less those of a steady one."""
+    """CPU seconds of a first generation from a fresh dynamo (it compiles), less those of a steady one
+    (with ``--device cuda``, seconds of CUDA events)."""
     torch._dynamo.reset()
-    start = time.process_time()
-    run()
-    first = time.process_time() - start
-    start = time.process_time()
-    run()
-    return first - (time.process_time() - start)
+    first = current().seconds(run, time.process_time)
+    return first - current().seconds(run, time.process_time)
 
 
 def model() -> nn.Module:
     torch.manual_seed(0)
-    return Transformer(depth=12).eval()
+    return current().model(Transformer(depth=12).eval())  # --device, --dtype
 
 
 @pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated:DeprecationWarning")  # inductor's import
@@ -73,7 +71,7 @@ def test_inductor_compile_and_speed(benchmark):
 def measure(benchmark) -> None:
     """Five models compiled side by side share code objects (the blocks' ``forward``): the
     recompile limit is raised so that none falls back to eager, and a limit hit fails."""
-    sample = torch.randn(1, 128, 4)
+    sample = current().inputs(torch.randn(1, 128, 4))
     eager, eager_cached, compiled, dynamic, static = (model() for _ in range(5))
     compiled.compile()
     cachekit.enable(eager_cached, CONFIG)

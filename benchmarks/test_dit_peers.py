@@ -6,7 +6,8 @@ L1), its share of the uncached FLOPs is counted (``FlopCounterMode``, all matmul
 attention), and all settings are timed side by side (interleaved rounds, medians, one
 thread, CPU time: steadier than wall time on a shared machine). The table is printed and
 kept in the benchmark's ``extra_info``; the speed against fidelity plot goes to
-``docs/assets/dit_peers.png``, its data to ``docs/assets/dit_peers.json``.
+``docs/assets/dit_peers.png``, its data to ``docs/assets/dit_peers.json`` (with ``--tables
+DIR``, to ``DIR`` instead), a model not run this time keeping its earlier rows there.
 
 Models: random weights with smoothed time conditioning (:func:`tests.dit_models.smooth_time`),
 so that adjacent steps differ as in a trained model rather than being decorrelated by the
@@ -17,7 +18,13 @@ fast frequencies of the timestep embedding. Peers missing from the environment a
   tokens, embedded guidance (one call per step), flow-matching Euler.
 * PixArt-shaped: 12 blocks, width 256, 256 image tokens, batched CFG, DPM-Solver++.
 
-``CACHEKIT_DIT_BENCH_ROUNDS`` (default 3) sets the timed rounds.
+``--device cuda`` runs every setting on a GPU, timed by CUDA events; ``--tables DIR`` writes
+each model's table as Markdown (``scripts/gpu_benchmarks.sh`` does both). Environment
+variables: ``CACHEKIT_DIT_BENCH_ROUNDS`` (default 3) sets the timed rounds,
+``CACHEKIT_DIT_BENCH_STEPS`` (default 28) the steps, ``CACHEKIT_DIT_BENCH_SIZE=tiny``
+shrinks both models to 4 heads of 16 and 16 tokens (smoke tests; ``full`` without it), and
+``CACHEKIT_DIT_BENCH_SETTINGS`` (a regular expression searched in "tool setting", e.g.
+``"diffusers|uniform"``) keeps only the settings it matches beside the uncached baseline.
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ import io
 import json
 import math
 import os
+import re
 import statistics
 import time
 from collections.abc import Callable
@@ -42,16 +50,23 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 import cachekit
+from benchmarks import tables
+from benchmarks.device import current
 from benchmarks.sidebyside import interleaved_medians
 from cachekit.experiments.metrics import psnr, relative_l1
 from cachekit.experiments.plots import pareto_front
 from cachekit.plugin_manager import load_plugins
+from cachekit.reuse import FORECASTERS
 from tests.dit_models import diffusers_model, flux_pipeline, pixart_pipeline, run_pipeline, smooth_time
 
-STEPS = 28
+STEPS = int(os.environ.get("CACHEKIT_DIT_BENCH_STEPS", "28"))
 ROUNDS = int(os.environ.get("CACHEKIT_DIT_BENCH_ROUNDS", "3"))
-PLOT = Path(__file__).resolve().parents[1] / "docs" / "assets" / "dit_peers.png"
-RESULTS: dict[str, list[dict[str, Any]]] = {}
+TINY = os.environ.get("CACHEKIT_DIT_BENCH_SIZE", "full") == "tiny"
+HEAD_DIM, SIDE = (16, 4) if TINY else (64, 16)
+"""Attention head width and token grid side of both models (4 heads; 256 image tokens at full size)."""
+ASSETS = Path(__file__).resolve().parents[1] / "docs" / "assets"
+SELECTED = re.compile(os.environ.get("CACHEKIT_DIT_BENCH_SETTINGS", ""))
+"""Settings run: those whose "tool setting" this matches (all of them by default)."""
 
 Generate = Callable[[Any], torch.Tensor]
 
@@ -69,7 +84,13 @@ class Setting:
 # --- models --------------------------------------------------------------------------------
 
 
-def flux_shaped(head_dim: int = 64, side: int = 16) -> tuple[Any, Generate]:
+def on_target(pipe: Any, call: dict[str, Any]) -> tuple[Any, Generate]:
+    """The pipeline and a seeded generation of :data:`STEPS` steps, on the benchmarks' device and dtype."""
+    pipe, call = current().model(pipe), current().inputs(call)
+    return pipe, lambda p: run_pipeline(p, call, STEPS)
+
+
+def flux_shaped(head_dim: int = HEAD_DIM, side: int = SIDE) -> tuple[Any, Generate]:
     """The Flux-shaped pipeline: 4 heads of ``head_dim``, a ``side`` x ``side`` token grid, 32 text tokens."""
     first = max(2, head_dim // 16 * 2)
     second = (head_dim - first) // 4 * 2
@@ -80,18 +101,17 @@ def flux_shaped(head_dim: int = 64, side: int = 16) -> tuple[Any, Generate]:
         guidance_embeds=True, axes_dims_rope=rope,
     )  # fmt: skip
     # the tiny VAE halves the image, Flux packs 2 x 2 latents into a token
-    pipe, call = flux_pipeline(transformer=smooth_time(transformer), pixels=4 * side, tokens=32)
-    return pipe, lambda p: run_pipeline(p, call, STEPS)
+    return on_target(*flux_pipeline(transformer=smooth_time(transformer), pixels=4 * side, tokens=32))
 
 
-def pixart_shaped() -> tuple[Any, Generate]:
-    """The PixArt-shaped pipeline: 12 blocks of 4 heads of 64, 16 x 16 tokens, 32 text tokens."""
+def pixart_shaped(head_dim: int = HEAD_DIM, side: int = SIDE) -> tuple[Any, Generate]:
+    """The PixArt-shaped pipeline: 12 blocks of 4 heads of ``head_dim``, ``side`` x ``side`` tokens, 32 text tokens."""
     transformer = diffusers_model(
-        "PixArtTransformer2DModel", num_attention_heads=4, attention_head_dim=64, in_channels=4, out_channels=8,
-        num_layers=12, cross_attention_dim=256, caption_channels=64, sample_size=32, patch_size=2,
+        "PixArtTransformer2DModel", num_attention_heads=4, attention_head_dim=head_dim, in_channels=4,
+        out_channels=8, num_layers=12, cross_attention_dim=4 * head_dim, caption_channels=64,
+        sample_size=2 * side, patch_size=2,
     )  # fmt: skip
-    pipe, call = pixart_pipeline(transformer=smooth_time(transformer), pixels=64, tokens=32)
-    return pipe, lambda p: run_pipeline(p, call, STEPS)
+    return on_target(*pixart_pipeline(transformer=smooth_time(transformer), pixels=4 * side, tokens=32))
 
 
 # --- settings ------------------------------------------------------------------------------
@@ -109,11 +129,32 @@ def cachekit_setting(pipe: Any, generate: Generate, name: str, config: dict[str,
     return Setting("cachekit", name, run, lambda: refreshes[0] if refreshes else None)
 
 
+FORECASTS: dict[str, Any] = {
+    "linear": "linear",
+    "taylor 2": {"name": "taylor", "order": 2},
+    "hermite 2": {"name": "hermite", "order": 2},
+}
+"""The forecasters the forecasting settings run with, by the label the table gives them (those
+registered: a forecaster this cachekit does not have is left out)."""
+
+
+def registered_forecasts() -> dict[str, Any]:
+    """:data:`FORECASTS` but the forecasters no plugin registered."""
+    known = FORECASTERS.names()
+    return {
+        label: forecast
+        for label, forecast in FORECASTS.items()
+        if (forecast if isinstance(forecast, str) else forecast["name"]) in known
+    }
+
+
 def cachekit_settings(pipe: Any, generate: Generate) -> list[Setting]:
     """Never reusing (the hooks' overhead); uniform over the whole trunk, with and without 8
     warm-up steps (the peers' defaults warm up too: DBCache 8 steps, MagCache 20%); similarity
     on the first block's residual (First-Block-Cache's rule; with warm-up, DBCache's setting)
-    and on the trunk's input (TeaCache's); self-attention every other step (PAB's)."""
+    and on the trunk's input (TeaCache's); self-attention every other step (PAB's); and uniform
+    over the trunk with each forecaster of :data:`FORECASTS` (TaylorSeer's idea on cachekit's
+    regions)."""
     length = len(pipe.transformer.transformer_blocks) + len(getattr(pipe.transformer, "single_transformer_blocks", ()))
     trunk = f"blocks[0:{length}]"
     uniform = [(interval, 0) for interval in (2, 3, 4, 6)] + [(interval, 8) for interval in (4, 8, 10)]
@@ -152,6 +193,14 @@ def cachekit_settings(pipe: Any, generate: Generate) -> list[Setting]:
             {"regions": [trunk], "policy": {"kind": "similarity", "threshold": threshold, "warmup_steps": warmup}},
         )
         for threshold, warmup in trunk_input
+    ]
+    variants += [
+        (
+            f"uniform {interval}, {label}",
+            {"regions": [trunk], "policy": {"kind": "uniform", "interval": interval}, "forecast": forecast},
+        )
+        for label, forecast in registered_forecasts().items()
+        for interval in (2, 3, 4, 6)
     ]
     variants.append(
         (
@@ -301,37 +350,59 @@ def measure(model: str, pipe: Any, generate: Generate, settings: list[Setting]) 
         for setting in settings
     ]
     print_table(model, base_time, rows)
-    print_verdicts(rows)
+    print_verdicts(model, rows)
     return rows
 
 
-def print_verdicts(rows: list[dict[str, Any]]) -> None:
-    """For each peer setting, cachekit's fastest setting at least as faithful (PSNR)."""
+def print_verdicts(model: str, rows: list[dict[str, Any]]) -> None:
+    """For each peer setting, cachekit's fastest setting at least as faithful (PSNR), and
+    whether it is faster: the table is printed and (``--tables``) written."""
     ours = [row for row in rows if row["tool"] == "cachekit"]
-    print("\npeer setting -> cachekit's fastest at >= its PSNR (speedup; FLOP share)")
+    cells = []
     for peer in (row for row in rows if row["tool"] not in ("cachekit", "none")):
-        matches = [row for row in ours if row["psnr"] >= peer["psnr"]]
-        best = max(matches, key=lambda row: row["speedup"], default=None)
-        verdict = (
-            "none"
-            if best is None
-            else (
-                f"{best['setting']}: {best['speedup']:.2f}x vs {peer['speedup']:.2f}x; "
-                f"{100 * best['flop_share']:.1f}% vs {100 * peer['flop_share']:.1f}%"
-            )
-        )
-        print(f"  {peer['tool']} {peer['setting']} ({peer['psnr']:.1f} dB) -> {verdict}")
+        best = max((row for row in ours if row["psnr"] >= peer["psnr"]), key=lambda row: row["speedup"], default=None)
+        mine = ["none", "-", "-", "-"] if best is None else [best["setting"], *figures(best)]
+        ahead = best is not None and best["speedup"] > peer["speedup"]
+        cells.append([f"{peer['tool']} {peer['setting']}", *figures(peer), *mine, "yes" if ahead else "no"])
+    headers = ("peer setting", "speedup", "FLOPs", "PSNR dB", "cachekit's fastest at >= its PSNR", "speedup",
+               "FLOPs", "PSNR dB", "cachekit faster")  # fmt: skip
+    title = f"{model}: each peer setting against cachekit's fastest setting at equal or better PSNR"
+    tables.emit(f"dit_peers_{table_key(model)}_verdicts", title, headers, cells, left=1)
+
+
+def figures(row: dict[str, Any]) -> list[str]:
+    """A row's speedup, FLOP share and PSNR, as table cells."""
+    return [f"{row['speedup']:.2f}x", f"{100 * row['flop_share']:.1f}%", f"{row['psnr']:.1f}"]
+
+
+def table_key(model: str) -> str:
+    """``"flux"`` for ``"Flux-shaped (4 + 8 blocks)"``: the tables' file names."""
+    return model.split("-")[0].lower()
 
 
 def print_table(model: str, base_time: float, rows: list[dict[str, Any]]) -> None:
-    print(f"\n{model}: {STEPS} steps, uncached {base_time:.2f} s CPU (median of {ROUNDS} interleaved rounds, 1 thread)")
-    print(f"{'tool':<10}{'setting':<34}{'speedup':>9}{'FLOPs':>8}{'refreshes':>11}{'PSNR dB':>9}{'rel L1':>9}")
-    for row in rows:
-        refreshes = "-" if row["refreshes"] is None else str(row["refreshes"])
-        print(
-            f"{row['tool']:<10}{row['setting']:<34}{row['speedup']:>8.2f}x{100 * row['flop_share']:>7.1f}%"
-            f"{refreshes:>11}{row['psnr']:>9.1f}{row['relative_l1']:>9.4f}"
-        )
+    """The table, printed and (``--tables``) written; ``of ceiling`` is the share of the FLOP
+    ceiling (1 / FLOP share) that the speedup reaches."""
+    clock = "CUDA events" if current().is_cuda else "CPU time, 1 thread"
+    title = (
+        f"{model}: {STEPS} steps on {current().describe()}, uncached {base_time:.3f} s "
+        f"(median of {ROUNDS} interleaved rounds, {clock})"
+    )
+    headers = ("tool", "setting", "speedup", "FLOPs", "of ceiling", "refreshes", "PSNR dB", "rel L1")
+    cells = [
+        [
+            row["tool"],
+            row["setting"],
+            f"{row['speedup']:.2f}x",
+            f"{100 * row['flop_share']:.1f}%",
+            f"{100 * row['speedup'] * row['flop_share']:.1f}%",
+            "-" if row["refreshes"] is None else str(row["refreshes"]),
+            f"{row['psnr']:.1f}",
+            f"{row['relative_l1']:.4f}",
+        ]
+        for row in rows
+    ]
+    tables.emit(f"dit_peers_{table_key(model)}", title, headers, cells, left=2)
 
 
 TOOL_COLOURS = {"cachekit": "tab:blue", "diffusers": "tab:orange", "cache-dit": "tab:green"}
@@ -377,10 +448,13 @@ def run_model(model: str, build: Callable[[], tuple[Any, Generate]], benchmark: 
     settings = cachekit_settings(pipe, generate) + diffusers_settings(pipe, generate)
     if importlib.util.find_spec("cache_dit") is not None:
         settings += cache_dit_settings(pipe, generate)
-    rows = measure(model, pipe, generate, settings)
-    RESULTS[model] = rows
-    save_plot(RESULTS, PLOT)
-    PLOT.with_suffix(".json").write_text(json.dumps(RESULTS, indent=1, default=str), encoding="utf-8")
+    rows = measure(model, pipe, generate, [item for item in settings if SELECTED.search(f"{item.tool} {item.name}")])
+    plot = (tables.folder() or ASSETS) / "dit_peers.png"
+    data = plot.with_suffix(".json")
+    results = json.loads(data.read_text(encoding="utf-8")) if data.exists() else {}
+    results[model] = rows
+    save_plot(results, plot)
+    data.write_text(json.dumps(results, indent=1, default=str), encoding="utf-8")
     benchmark.extra_info.update({f"{row['tool']} {row['setting']}": row for row in rows})
     benchmark.pedantic(settings[0].run, rounds=1, iterations=1)
 
@@ -416,11 +490,7 @@ def test_hook_overhead(benchmark: Any) -> None:
     )
     overhead = medians["never"] - medians["none"]
     full, generate_full = flux_shaped()
-    full_times = []
-    for _ in range(3):
-        start = time.process_time()
-        generate_full(full)
-        full_times.append(time.process_time() - start)
+    full_times = [current().seconds(lambda: generate_full(full), time.process_time) for _ in range(3)]
     share = overhead / statistics.median(full_times)
     print(
         f"\nhooks of a never-reusing policy: {1000 * overhead:.1f} ms per {STEPS}-step generation "

@@ -4,7 +4,8 @@ Run: ``pytest benchmarks/test_experiments_speed.py --benchmark-enable -s``. Each
 times the uncached pipeline and each cache setting side by side (interleaved rounds, one
 process, one thread, CPU time: steady on a machine others share), on the same seeds, and
 states the fidelity each speedup comes at (PSNR against the uncached samples, FD and class
-accuracy with the shipped classifier) with the refreshes per generation.
+accuracy with the shipped classifier) with the refreshes per generation. ``--device cuda``
+runs the pipelines on a GPU, timed by CUDA events (the runner's own cost: by wall time there).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from cachekit_digits.loading import load_pipeline
 from cachekit_digits.quality import DigitsScorer
 
 import cachekit
+from benchmarks.device import current
 from benchmarks.sidebyside import interleaved_medians
 from cachekit.experiments import ModelSpec, load_experiment, run_experiment
 from cachekit.experiments.metrics import psnr
@@ -43,16 +45,27 @@ def _generate(pipe: Any, call: dict[str, Any]) -> torch.Tensor:
     return pipe(num_inference_steps=STEPS, generator=generators, output_type="pt", **call).images
 
 
-def _side_by_side(source: str, call: dict[str, Any], settings: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
-    pipe = load_pipeline(ModelSpec(source=source))
+def _spec_target() -> dict[str, str]:
+    """The benchmarks' device and dtype as a model spec names them."""
+    return {"device": str(current().device), "dtype": str(current().dtype).removeprefix("torch.")}
+
+
+def _pipeline(source: str) -> Any:
+    """The shipped pipeline on the benchmarks' device and dtype, its progress bar off."""
+    pipe = load_pipeline(ModelSpec(source=source, **_spec_target()))
     pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def _side_by_side(source: str, call: dict[str, Any], settings: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    pipe = _pipeline(source)
     scorer, labels = DigitsScorer(), torch.as_tensor(call.get("class_labels", []))
-    reference = _generate(pipe, call)
+    reference = _generate(pipe, call).cpu()  # the shipped scorer runs on the CPU
     rows = [{"setting": "none", "refreshes": STEPS, **scorer(reference, labels if len(labels) else None)}]
     candidates = {"none": lambda: _generate(pipe, call)}
     for name, config in settings.items():
         with cachekit.cached(pipe, config) as handle:
-            images = _generate(pipe, call)
+            images = _generate(pipe, call).cpu()
         fidelity = sum(psnr(a, b, data_range=1.0) for a, b in zip(images, reference, strict=True)) / SAMPLES
         rows.append(
             {
@@ -80,7 +93,7 @@ def _computed_flops(pipe: Any, handle: cachekit.CacheHandle) -> float:
     """Share of the denoiser's FLOPs still computed under ``handle``'s last generation."""
     denoiser = next(module for name, module in pipe.components.items() if name in ("unet", "transformer"))
     inputs = load_plugins().hook.cachekit_example_inputs(model=denoiser)
-    shares = region_flop_shares(denoiser, handle.regions.values(), *inputs)
+    shares = region_flop_shares(denoiser, handle.regions.values(), *current().inputs(inputs))
     return computed_flop_share(shares, {name: handle.stats[name].computed_share for name in handle.regions})
 
 
@@ -107,8 +120,7 @@ def test_shipped_model_speedups(benchmark, source, call, settings):
     rows = _side_by_side(source, call, settings)
     _print(f"{source}: DDIM {STEPS} steps, {SAMPLES} samples per call, CPU time of one thread", rows)
     benchmark.extra_info["rows"] = rows
-    pipe = load_pipeline(ModelSpec(source=source))
-    pipe.set_progress_bar_config(disable=True)
+    pipe = _pipeline(source)
     benchmark.pedantic(_generate, args=(pipe, call), rounds=1, iterations=1)
     assert all(row["speedup"] > 1 for row in rows[1:])
 
@@ -117,13 +129,14 @@ def test_runner_overhead(benchmark, tmp_path):
     """The runner's CPU time against the denoising loops it times (CPU time of one thread): loading,
     FLOP counting, metrics, files."""
     config = {
-        "model": {"source": "digits-unet"},
+        "model": {"source": "digits-unet", **_spec_target()},
         "sampling": {"steps": STEPS, "num_samples": SAMPLES, "batch_size": SAMPLES},
         "policies": [{"grid": {"interval": [2, 5]}, "branch": 0}],
     }
-    start = time.process_time()
+    clock = time.perf_counter if current().is_cuda else time.process_time
+    start = clock()
     results = benchmark.pedantic(run_experiment, args=(config, tmp_path), kwargs={"progress": False}, rounds=1)
-    total = time.process_time() - start
+    total = clock() - start
     repeats = load_experiment(config).timing.repeats  # each row's medians stand for its timed rounds
     loops = sum(
         repeats * (row["loop_seconds"] + row["baseline_seconds"] * (row["policy"] != "none")) for row in results.rows

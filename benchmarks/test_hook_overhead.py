@@ -1,8 +1,8 @@
 """Hook overhead: a 24-block transformer, 50 steps, a never-reusing policy vs no cachekit.
 
-Run: ``pytest benchmarks/test_hook_overhead.py --benchmark-enable -s``. The ratio of the
-medians of interleaved rounds (CPU time, one thread: steady on a shared machine) is printed
-and stored in the benchmark's ``extra_info``.
+Run: ``pytest benchmarks/test_hook_overhead.py --benchmark-enable -s`` (``--device cuda``: on a
+GPU, timed by CUDA events). The ratio of the medians of interleaved rounds (CPU time, one
+thread: steady on a shared machine) is printed and stored in the benchmark's ``extra_info``.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 import cachekit
+from benchmarks.device import current
 from benchmarks.sidebyside import interleaved_medians
 
 STEPS = 50
@@ -42,7 +43,7 @@ class Transformer(nn.Module):
         self.out = nn.Linear(width, channels)
 
     def forward(self, sample: torch.Tensor, timestep: torch.Tensor) -> torch.Tensor:
-        c = self.time(timestep.reshape(1, 1).float() / 1000)[:, None]
+        c = self.time(timestep.reshape(1, 1).to(sample.dtype) / 1000)[:, None]
         x = self.embed(sample)
         for block in self.blocks:
             x = block(x, c)
@@ -51,7 +52,7 @@ class Transformer(nn.Module):
 
 def generate(model: nn.Module, sample: torch.Tensor) -> torch.Tensor:
     with torch.no_grad():
-        for t in torch.linspace(999, 0, STEPS):
+        for t in torch.linspace(999, 0, STEPS, device=sample.device):
             sample = sample - 0.02 * model(sample, t)
     return sample
 
@@ -67,13 +68,13 @@ def test_hook_overhead_never_reuse(benchmark):
 
 def measure(benchmark) -> None:
     torch.manual_seed(0)
-    plain, hooked = Transformer().eval(), Transformer().eval()
+    plain, hooked = current().model(Transformer().eval()), current().model(Transformer().eval())
     hooked.load_state_dict(plain.state_dict())
     config = {
         "policy": {"kind": "uniform", "interval": 1},
         "declare": [{"name": "middle", "entry": "blocks.1", "exit": "blocks.22"}],
     }
-    sample = torch.randn(1, 128, 4)
+    sample = current().inputs(torch.randn(1, 128, 4))
     with cachekit.cached(hooked, config) as handle:
         medians = interleaved_medians(
             {"plain": lambda: generate(plain, sample), "cachekit": lambda: generate(hooked, sample)},

@@ -6,7 +6,8 @@ subprocess in interleaved rounds (torch, cachekit, help, first use, torch, ...) 
 by the CPU seconds (user + system) of the finished child: on an idle machine that is its
 wall time (start-up runs on one thread), and it barely moves when other jobs load the
 machine. The medians, with the min-max spread, are printed and kept in ``extra_info``.
-``cachekit --help`` may cost at most 0.5 s beyond torch's own import.
+``cachekit --help`` may cost at most 0.5 s beyond torch's own import. ``--device`` changes
+nothing here: no model runs, and start-up is the same whatever device comes later.
 """
 
 from __future__ import annotations

@@ -35,6 +35,7 @@ import torch
 from torch import nn
 
 import cachekit
+from benchmarks.device import current
 from benchmarks.sidebyside import interleaved_times
 from cachekit.flops import region_flop_shares
 from tests.dit_models import diffusers_model
@@ -79,7 +80,7 @@ MODELS: dict[str, Callable[[], tuple[nn.Module, dict[str, Any], str]]] = {
 @torch.no_grad()
 def _loop(model: nn.Module, inputs: dict[str, Any], sample_key: str) -> torch.Tensor:
     sample = inputs[sample_key]
-    for timestep in torch.linspace(999, 0, STEPS):
+    for timestep in torch.linspace(999, 0, STEPS, device=sample.device):
         output = model(**{**inputs, sample_key: sample, "timestep": timestep.expand(len(sample))})[0]
         sample = sample - 0.05 * output[:, : sample.shape[1]]
     return sample
@@ -103,8 +104,11 @@ def test_text_kv_speed(benchmark: Any) -> None:
     rows = {}
     for label, build in MODELS.items():
         model, inputs, sample_key = build()
+        model, inputs = current().model(model), current().inputs(inputs)  # --device, --dtype
         region = next(r for r in cachekit.load_plugins().hook.cachekit_regions(model=model) if r.name == "text_kv")
-        share = region_flop_shares(model, [region], (), {**inputs, "timestep": torch.full((2,), 500.0)})["text_kv"]
+        share = region_flop_shares(
+            model, [region], (), {**inputs, "timestep": current().inputs(torch.full((2,), 500.0))}
+        )["text_kv"]
         plain = copy.deepcopy(model)  # the same weights, never cached
         uncached = _loop(plain, inputs, sample_key)
         with cachekit.cached(model, {"regions": ["text_kv"], "num_steps": STEPS}):

@@ -1,7 +1,9 @@
 """Which transformers this plugin maps, and where their blocks are.
 
 diffusers' transformers are recognised by class name (diffusers is never imported here).
-A timm-based DiT, as in the DiT paper's code, is recognised by its shape: ``x_embedder`` and
+timm's ``VisionTransformer`` (and any subclass, such as a ViT made a denoiser) is recognised
+by class name too: its ``blocks`` (an ``nn.Sequential``) take and return the tokens alone. A
+timm-based DiT, as in the DiT paper's code, is recognised by its shape: ``x_embedder`` and
 ``t_embedder`` modules and a ``blocks`` ``nn.ModuleList`` of one block class whose ``forward``
 takes ``(x, c)``.
 """
@@ -62,9 +64,10 @@ FAMILIES: tuple[Family, ...] = (
         DUAL_STREAM,
     ),
     Family(("HunyuanDiT2DModel",), ("blocks",), SINGLE_STREAM, hunyuan_skip_pairs),
+    Family(("VisionTransformer",), ("blocks",), SINGLE_STREAM),
     Family((), ("blocks",), SINGLE_STREAM, recognise=is_timm_style),
 )
-"""The transformers mapped, by family: diffusers' by class, then the DiT paper's layout
+"""The transformers mapped, by family: diffusers' and timm's ViT by class, then the DiT paper's layout
 (``x_embedder``, ``t_embedder``, ``blocks`` of ``forward(x, c)``, ``final_layer``) by shape."""
 
 

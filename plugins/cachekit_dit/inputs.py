@@ -19,26 +19,26 @@ TEXT_TOKENS = 8
 
 
 def _timm_style(model: nn.Module, batch_size: int, generator: torch.Generator) -> dict[str, Any] | None:
-    """``x, t`` (and ``y`` when the model embeds labels) for a DiT-paper-style model, ``None``
-    without ``x_embedder.img_size``."""
-    embedder = getattr(model, "x_embedder", None)
+    """``x`` and, where ``forward`` takes them, ``t`` and ``y`` (when the model embeds labels) for a
+    DiT-paper-style model or a timm ``VisionTransformer``; ``None`` without an ``x_embedder`` or
+    ``patch_embed`` that has an ``img_size``."""
+    embedder = getattr(model, "x_embedder", None) or getattr(model, "patch_embed", None)
     projection = getattr(embedder, "proj", None)
     image_size = getattr(embedder, "img_size", None)
     if not isinstance(projection, nn.Conv2d) or image_size is None:
         return None
     parameters = inspect.signature(model.forward).parameters
-    kwargs: dict[str, Any] = {
-        "x": noise(generator, batch_size, projection.in_channels, *image_size),
-        "t": torch.randint(1000, (batch_size,), generator=generator),
-    }
+    kwargs: dict[str, Any] = {"x": noise(generator, batch_size, projection.in_channels, *image_size)}
+    if "t" in parameters:
+        kwargs["t"] = torch.randint(1000, (batch_size,), generator=generator)
     classes = getattr(getattr(model, "y_embedder", None), "num_classes", None)
     if "y" in parameters and isinstance(classes, int):
         kwargs["y"] = torch.randint(classes, (batch_size,), generator=generator)
-    return kwargs if set(kwargs) <= set(parameters) else None
+    return kwargs if "x" in parameters else None
 
 
 EXAMPLES = ExampleInputs(fallback=_timm_style)
-"""The example call of each diffusers transformer mapped, by class; a timm-style DiT's otherwise."""
+"""The example call of each diffusers transformer mapped, by class; a timm-style DiT's or ViT's otherwise."""
 
 
 def _latents(model: nn.Module, batch_size: int, generator: torch.Generator) -> torch.Tensor:
