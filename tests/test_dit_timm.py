@@ -107,6 +107,10 @@ POLICIES: dict[str, dict[str, Any]] = {
     "similarity on the first block": {"policy": {"kind": "similarity", "probe": "entry_residual", "threshold": 0.2}},
     "schedule": {"policy": {"kind": "schedule", "steps": [0, 1, 3, 5, 7]}},
     "calibrated, 3 refreshes": {"policy": {"kind": "calibrated", "budget": {"refreshes": 3}}, "num_steps": STEPS},
+    "adaptive, 4 refreshes": {
+        "policy": {"kind": "adaptive", "refreshes": 4, "probe": "entry_residual"},
+        "num_steps": STEPS,
+    },
 }
 """A config of each policy kind (and a forecasting one), as a user writes it for these models; a
 ``calibrated`` one with a budget is calibrated first (:func:`ready`), as ``cachekit run`` does."""
