@@ -26,23 +26,25 @@ SHIPPED: dict[str, tuple[str, str]] = {
 
 
 def _tiny_unet(seed: int = 0) -> Any:
-    """A ``DDIMPipeline`` with the digits UNet's layout at a quarter of its width, random weights."""
+    """A ``DDIMPipeline`` with the digits UNet's layout at a quarter of its width, random weights (eval mode,
+    as a loaded model is)."""
     from diffusers import DDIMPipeline, DDIMScheduler, UNet2DModel
 
     torch.manual_seed(seed)
     config = {**UNET_CONFIG, "block_out_channels": (8, 16, 16), "norm_num_groups": 4, "attention_head_dim": 8}
-    return DDIMPipeline(unet=UNet2DModel(**config), scheduler=DDIMScheduler(**SCHEDULER_CONFIG))
+    return DDIMPipeline(unet=UNet2DModel(**config).eval(), scheduler=DDIMScheduler(**SCHEDULER_CONFIG))
 
 
 def _tiny_dit(seed: int = 0) -> Any:
-    """A ``DigitsDiTPipeline`` with two narrow DiT blocks and random weights."""
+    """A ``DigitsDiTPipeline`` with two narrow DiT blocks and random weights (eval mode)."""
     from diffusers import DDIMScheduler, DiTTransformer2DModel
 
     from cachekit_digits.pipeline import DigitsDiTPipeline
 
     torch.manual_seed(seed)
     config = {**DIT_CONFIG, "num_layers": 2, "num_attention_heads": 2, "attention_head_dim": 8}
-    return DigitsDiTPipeline(transformer=DiTTransformer2DModel(**config), scheduler=DDIMScheduler(**SCHEDULER_CONFIG))
+    transformer = DiTTransformer2DModel(**config).eval()
+    return DigitsDiTPipeline(transformer=transformer, scheduler=DDIMScheduler(**SCHEDULER_CONFIG))
 
 
 BUILDERS: dict[str, Callable[..., Any]] = {"tiny-unet": _tiny_unet, "tiny-dit": _tiny_dit}
