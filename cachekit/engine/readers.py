@@ -132,7 +132,7 @@ class LiveReaders:
 def _compiled(model: nn.Module) -> bool:
     """Whether ``model`` runs compiled (dynamo tracing now, or compiled in place by ``model.compile()``).
 
-    A compiled model is never watched: the watch's global forward hook and torch function mode
+    A compiled model is never watched: the watch's forward hooks and torch function mode
     would be traced into its graphs. Every replayed output is then forecast, as before the watch.
     """
     return torch.compiler.is_compiling() or getattr(model, "_compiled_call_impl", None) is not None
