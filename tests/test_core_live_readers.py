@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 from torch import nn
-from torch.overrides import _get_current_function_mode
+from torch.overrides import BaseTorchFunctionMode, _get_current_function_mode, _get_current_function_mode_stack
 
 import cachekit
 from cachekit.engine.readers import LiveReaders
@@ -68,3 +68,38 @@ def test_a_refresh_that_fails_mid_watch_leaves_no_mode_behind():
     assert _get_current_function_mode() is None
     (runner,) = handle.runtimes[0].runners
     assert runner.readers.paths is not None and not runner.readers.watching
+
+
+class TwoSkips(nn.Module):
+    """Two :class:`Skips` in a row: two replayed regions watched in the same refresh."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.first, self.second = Skips(), Skips()
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return self.second(self.first(x, t), t)
+
+
+def test_overlapping_watches_leave_no_mode_behind():
+    """The first region's watch ends while the second's mode sits above it: both leave the stack."""
+    regions = [
+        {"name": name, "entry": f"{name}.a", "exit": f"{name}.c", "mode": "output", "inner": "replay"}
+        for name in ("first", "second")
+    ]
+    config = {"declare": regions, "num_steps": 7, "policy": {"kind": "uniform", "interval": 2}, "forecast": "linear"}
+    for _ in range(3):
+        _, handle = denoise(TwoSkips(), config)
+        assert all(runner.readers.paths is not None for runner in handle.runtimes[0].runners)
+        assert _get_current_function_mode_stack() == []
+
+
+def test_a_watch_ending_under_another_tools_mode_keeps_that_mode():
+    model = Skips()
+    handle = cachekit.enable(model, {**REPLAYED, "policy": {"kind": "uniform", "interval": 2}, "forecast": "linear"})
+    with torch.no_grad():
+        model(torch.randn(3, 4), torch.tensor(900.0))  # the watch opens and stays open
+        with BaseTorchFunctionMode() as other:
+            handle.disable()  # ends the watch below ``other``
+            assert _get_current_function_mode_stack() == [other]
+    assert _get_current_function_mode_stack() == []

@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.overrides import TorchFunctionMode, _get_current_function_mode
+from torch.overrides import TorchFunctionMode, _get_current_function_mode_stack, _pop_mode, _push_mode
 from torch.utils.hooks import RemovableHandle
 
 from cachekit.reuse.tree import tensors
@@ -48,8 +48,6 @@ class Marks(TorchFunctionMode):
     def __init__(self) -> None:
         super().__init__()
         self.marks: dict[int, tuple[weakref.ref[torch.Tensor], frozenset[str]]] = {}
-        self.following = True
-        """False once the watch ended (a mode entered above this one keeps it on the stack, inert)."""
 
     def of(self, tree: Any) -> frozenset[str]:
         """The marks of every tensor in ``tree``, together."""
@@ -68,7 +66,7 @@ class Marks(TorchFunctionMode):
     def __torch_function__(self, func: Any, types: Any, args: tuple[Any, ...] = (), kwargs: Any = None) -> Any:
         kwargs = kwargs or {}
         out = func(*args, **kwargs)
-        if self.following and self.marks:
+        if self.marks:
             given = self.of((args, kwargs))
             if given:
                 self.mark(out, given | self.of(out))  # an in-place result keeps its own marks too
@@ -115,10 +113,8 @@ class LiveReaders:
         """End the watch: the inner outputs read so far are the live ones from now on."""
         if self._marks is None:
             return
-        self._marks.following = False
         self._marks.marks.clear()
-        if _get_current_function_mode() is self._marks:  # never pop a mode another tool entered since
-            self._marks.__exit__(None, None, None)
+        _leave(self._marks)
         for hook in self._hooks:
             hook.remove()
         self._marks, self._hooks = None, []
@@ -127,6 +123,21 @@ class LiveReaders:
     def _read(self, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], output: Any) -> None:
         if self._marks is not None:
             self._found |= self._marks.of((args, kwargs))
+
+
+def _leave(mode: TorchFunctionMode) -> None:
+    """Take ``mode`` off torch's function-mode stack wherever it is; the modes entered above it
+    since (another region's watch, another tool's mode) stay, in their order. Leaving it inert
+    on the stack instead would make every later torch operation pass through it, for good."""
+    stack = _get_current_function_mode_stack()
+    place = next((index for index, entered in enumerate(stack) if entered is mode), None)
+    if place is None:
+        return
+    above = stack[place + 1 :]
+    for _ in range(len(above) + 1):
+        _pop_mode()
+    for entered in above:
+        _push_mode(entered)
 
 
 def _compiled(model: nn.Module) -> bool:
