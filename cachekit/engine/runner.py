@@ -123,14 +123,15 @@ class RegionRunner:
         )
 
     def note_held(self) -> None:
-        """Note in the stats the bytes each context keeps since its latest refresh.
+        """Note in the stats the bytes the last call's context keeps, when that call refreshed.
 
-        Called where compiled code never runs (each decision, and before the stored results are
-        dropped), so that counting storage bytes adds no graph break to a compiled forward.
+        Called where compiled code never runs (at the next decision, and before the stored
+        results are dropped), so that counting storage bytes adds no graph break to a compiled
+        forward; a reuse call stores nothing, so only a refresh changes the figure.
         """
-        for context, state in self.state.contexts.items():
-            if state.has_cache:
-                self.stats.record_held(context, state.strategy.nbytes_by_forecaster())
+        decision = self.decision
+        if decision is not None and decision.refresh and decision.state.has_cache:
+            self.stats.record_held(decision.step.context, decision.state.strategy.nbytes_by_forecaster())
 
     def release(self) -> None:
         """Drop every tensor held: stored results, the last decision's inputs, watched inputs."""
