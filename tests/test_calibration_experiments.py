@@ -88,3 +88,18 @@ def test_the_shown_calibration_configs_are_valid(path):
     config = load_experiment(ROOT / path)
     assert config.calibration is not None and config.calibration.budget == Budget(refreshes=5)
     assert config.tuning().requests()[0].seeds[0] == 30000
+
+
+def test_cachekit_calibrate_searches_when_the_section_asks(tmp_path, capsys):
+    config = tmp_path / "experiment.yaml"
+    search = {"evaluations": 6, "radius": 2}
+    config.write_text(yaml.safe_dump({**experiment(search=search), "output_dir": str(tmp_path / "out")}))
+    assert main(["calibrate", str(config), "--no-plot"]) == 0
+    printed = capsys.readouterr().out
+    calibration = CalibrationFile.load(tmp_path / "out" / "calibration" / "calibration.json")
+    record = calibration.search
+    assert record is not None and record.evaluations <= 6 and record.radius == 2
+    assert record.output_error <= record.start_output_error
+    assert f"schedule search: {record.evaluations} runs of the tuning samples" in printed
+    with pytest.raises(ConfigError, match="evaluations"):
+        load_experiment(experiment(search={"evaluations": 0}))

@@ -13,18 +13,21 @@ from typing import Any
 
 import numpy as np
 
-from cachekit.api import ConfigSource
+from cachekit.api import ConfigSource, enable
 from cachekit.calibration.budget import Budget
 from cachekit.calibration.error_model import error_matrix
-from cachekit.calibration.file import CalibrationFile, ModelInfo, RegionCalibration, ScheduleErrors
+from cachekit.calibration.file import CalibrationFile, ModelInfo, RegionCalibration, ScheduleErrors, SearchRecord
 from cachekit.calibration.identity import ModelIdentity
+from cachekit.calibration.output_error import OutputError
 from cachekit.calibration.probe_fit import ProbeFit, accumulated_drift, fit_probe
 from cachekit.calibration.recorder import Recorder
+from cachekit.calibration.search import Schedules, Search, SearchResult, search_schedules
 from cachekit.calibration.solver import Solution, schedule_errors, solve
 from cachekit.calibration.statistics import RegionStatistics
-from cachekit.config import load_config
+from cachekit.config import CacheConfig, load_config
 from cachekit.engine.handle import CacheHandle
 from cachekit.errors import CachekitError
+from cachekit.policies.schedule import SchedulePolicy
 from cachekit.reuse.spec import ForecastSpec
 
 
@@ -68,6 +71,7 @@ def calibrate_model(
     seed: int = 0,
     probe: str = "entry_input",
     samples: dict[str, Any] | None = None,
+    search: Search | Mapping[str, Any] | None = None,
 ) -> dict[str, CalibrationFile]:
     """Calibrate the regions ``cache`` selects on ``target`` (a pipeline or an ``nn.Module``).
 
@@ -83,11 +87,16 @@ def calibrate_model(
         seed: seeds the subsample.
         probe: the probe whose drift is fitted to the error.
         samples: what to note in the files about the samples (e.g. the seeds).
+        search: refine the error model's schedules against the output (a :class:`Search` or
+            its mapping, ``{"evaluations": 100}``): ``generate`` must then return the
+            generated samples and sample the same noise every run. Each evaluation runs
+            ``generate`` once with candidate schedules (see :mod:`cachekit.calibration.search`).
 
     Returns:
         One :class:`CalibrationFile` per forecast, by its label (``linear``, ``taylor2``).
     """
     budget = budget if isinstance(budget, Budget) else Budget.model_validate(budget)
+    search = search if search is None or isinstance(search, Search) else Search.model_validate(search)
     settings = load_config(cache)
     specs = tuple(ForecastSpec.model_validate(spec) for spec in forecasts) if forecasts else (settings.forecast,)
     statistics: dict[str, RegionStatistics] = {}
@@ -98,14 +107,54 @@ def calibrate_model(
     recorder = Recorder(target, settings, on_generation, sample_size, seed, probe)
     with recorder.recording() as handle:
         identity = _identity(handle)
-        generate()
+        uncached = generate()
     missing = [name for name in handle.views if name not in statistics]
     if missing:
         raise CachekitError(f"calibration: regions {missing} never ran; did generate() call the model?")
-    return {
-        spec.label: _file(handle, statistics, identity, spec, budget, sample_size, probe, samples or {})
-        for spec in specs
-    }
+    measure = None
+    if search is not None:
+        measure = OutputError(uncached)
+        measure.check_deterministic(generate())
+    files = {}
+    for spec in specs:
+        tables = {name: statistics[name].models[spec.label].table for name in handle.views}
+        picked = {name: solve(table, budget) for name, table in tables.items()}
+        searched = None
+        if search is not None and measure is not None:
+            start = {name: solution.steps for name, solution in picked.items()}
+            cost = _output_cost(target, generate, settings, spec, measure)
+            searched = search_schedules(start, cost, next(iter(tables.values())).shape[1], search)
+        regions = _regions(handle, statistics, tables, picked, searched, probe)
+        record = None if searched is None or search is None else _record(searched, search)
+        files[spec.label] = _file(statistics, identity, spec, budget, sample_size, samples or {}, regions, record)
+    return files
+
+
+def _output_cost(
+    target: Any, generate: Callable[[], object], settings: CacheConfig, forecast: ForecastSpec, measure: OutputError
+) -> Callable[[Schedules], float]:
+    """The output error of ``generate`` run with each region refreshing at the given steps."""
+
+    def cost(schedules: Schedules) -> float:
+        policies = {name: SchedulePolicy(steps=steps) for name, steps in schedules.items()}
+        update = {"forecast": forecast, "region_policies": policies, "denoiser_policies": {}}
+        config = settings.model_copy(update=update)
+        handle = enable(target, config)
+        try:
+            return measure(generate())
+        finally:
+            handle.disable()
+
+    return cost
+
+
+def _record(searched: SearchResult, search: Search) -> SearchRecord:
+    return SearchRecord(
+        evaluations=searched.evaluations,
+        radius=search.radius,
+        start_output_error=searched.start_cost,
+        output_error=searched.cost,
+    )
 
 
 def _identity(handle: CacheHandle) -> tuple[dict[str, ModelInfo], str | None]:
@@ -118,31 +167,44 @@ def _identity(handle: CacheHandle) -> tuple[dict[str, ModelInfo], str | None]:
     return models, scheduler
 
 
-def _file(
+def _regions(
     handle: CacheHandle,
     statistics: dict[str, RegionStatistics],
-    identity: tuple[dict[str, ModelInfo], str | None],
-    forecast: ForecastSpec,
-    budget: Budget,
-    sample_size: int,
+    tables: dict[str, np.ndarray],
+    picked: dict[str, Solution],
+    searched: SearchResult | None,
     probe: str,
-    samples: dict[str, Any],
-) -> CalibrationFile:
+) -> dict[str, RegionCalibration]:
+    """Each region's calibration: the chosen schedule (the search's, when one ran) and the error model."""
     regions = {}
     for name, view in handle.views.items():
-        region = statistics[name]
-        table = region.models[forecast.label].table
-        chosen = solve(table, budget)
+        table = tables[name]
+        chosen = picked[name] if searched is None else schedule_errors(table, searched.schedules[name])
+        moved = searched is not None and chosen.steps != picked[name].steps
         uniform = schedule_errors(table, uniform_steps(table.shape[1], len(chosen.steps)))
         matrix = error_matrix(table)
         regions[name] = RegionCalibration(
             denoiser=view.denoiser.name,
             mode=view.region.mode,
             schedule=_errors(chosen),
+            model_schedule=_errors(picked[name]) if moved else None,
             uniform=_errors(uniform),
             errors=[[None if np.isnan(value) else float(value) for value in row] for row in matrix],
-            probe_fit=_probe_fit(region, matrix, probe),
+            probe_fit=_probe_fit(statistics[name], matrix, probe),
         )
+    return regions
+
+
+def _file(
+    statistics: dict[str, RegionStatistics],
+    identity: tuple[dict[str, ModelInfo], str | None],
+    forecast: ForecastSpec,
+    budget: Budget,
+    sample_size: int,
+    samples: dict[str, Any],
+    regions: dict[str, RegionCalibration],
+    search: SearchRecord | None,
+) -> CalibrationFile:
     first = next(iter(statistics.values()))
     models, scheduler = identity
     return CalibrationFile(
@@ -158,4 +220,5 @@ def _file(
             "sample_size": sample_size,
             **samples,
         },
+        search=search,
     )

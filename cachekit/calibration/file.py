@@ -6,8 +6,10 @@ forecaster), what was asked (the budget), and what came out: per region the chos
 steps, the error of each step under them, the uniform schedule with as many refreshes for
 comparison, the error matrix (``errors[i][j]``: serving step ``j`` from a refresh at ``i``,
 see :func:`~cachekit.calibration.error_model.error_matrix`; ``null`` where ``j <= i``) and the
-probe fit. Errors are relative L1 of the region's result (``mean|served - true|`` over the
-result's mean magnitude in the generation), averaged over every calibration sample.
+probe fit; after a schedule search (:mod:`~cachekit.calibration.search`) also the error
+model's own pick and what the search measured. Errors are relative L1 of the region's
+result (``mean|served - true|`` over the result's mean magnitude in the generation),
+averaged over every calibration sample.
 """
 
 from __future__ import annotations
@@ -54,9 +56,23 @@ class RegionCalibration(BaseModel):
     denoiser: str = Field(description="The denoiser the region belongs to.")
     mode: str = Field(description="The region's reuse mode ('output' or 'residual').")
     schedule: ScheduleErrors = Field(description="The chosen refresh steps and their errors.")
+    model_schedule: ScheduleErrors | None = Field(
+        None, description="The error model's pick, where a schedule search then moved it (else None)."
+    )
     uniform: ScheduleErrors = Field(description="Evenly spaced refreshes, as many, for comparison.")
     errors: list[list[float | None]] = Field(description="errors[i][j]: serving step j from a refresh at i.")
     probe_fit: ProbeFit | None = Field(None, description="The probe's drift fitted to the error, if it fitted.")
+
+
+class SearchRecord(BaseModel):
+    """What a schedule search did: its settings, runs, and the output error before and after."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    evaluations: int = Field(description="Runs of the tuning generations it made.")
+    radius: int = Field(description="The most steps one refresh moved in one try.")
+    start_output_error: float = Field(description="The error model's schedules: output error against uncached.")
+    output_error: float = Field(description="The chosen schedules: relative squared error of the output.")
 
 
 class CalibrationFile(BaseModel):
@@ -75,6 +91,7 @@ class CalibrationFile(BaseModel):
     samples: dict[str, Any] = Field(
         default_factory=dict, description="What was sampled: rows, generations, sample size, seeds."
     )
+    search: SearchRecord | None = Field(None, description="The schedule search, if one refined the schedules.")
 
     @property
     def forecast(self) -> ForecastSpec:

@@ -45,6 +45,14 @@ class CalibrationResult:
                 f"worst {chosen.worst_error:.4g}  (uniform {list(uniform.steps)}: {uniform.total_error:.4g}, "
                 f"worst {uniform.worst_error:.4g})"
             )
+            if region.model_schedule is not None:
+                lines.append(f"    (the error model picked {list(region.model_schedule.steps)}; the search moved it)")
+        if calibration.search is not None:
+            search = calibration.search
+            lines.append(
+                f"  schedule search: {search.evaluations} runs of the tuning samples, output error "
+                f"{search.start_output_error:.4g} -> {search.output_error:.4g} (relative squared error)"
+            )
         lines.append(f"use it: policy: {{kind: calibrated, file: {self.path}}}, forecast: {calibration.forecast}")
         lines.append(f"wrote {self.path}" + (f" and {self.heatmap}" if self.heatmap else ""))
         return "\n".join(lines)

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from cachekit.calibration.budget import Budget
 from cachekit.calibration.calibrate import calibrate_model
 from cachekit.calibration.file import CalibrationFile
+from cachekit.calibration.search import Search
 from cachekit.config import CacheConfig
 from cachekit.errors import ConfigError
 from cachekit.experiments.caller import PipelineCaller, SampleRequest
@@ -42,6 +43,11 @@ class CalibrationSpec(BaseModel):
     budget: Budget | None = Field(None, description="What cachekit calibrate optimises ({refreshes: 5} or {error: 2}).")
     sample_size: int = Field(1024, ge=1, description="Values kept per sample, step and region (the memory bound).")
     probe: str = Field("entry_input", min_length=1, description="The probe whose drift is fitted to the error.")
+    search: Search | None = Field(
+        None,
+        description="Refine the schedules against the samples ({evaluations: 100, radius: 4}); each evaluation "
+        "samples the tuning seeds once.",
+    )
     output: str | None = Field(None, description="Where cachekit calibrate writes the JSON (default: in output_dir).")
 
     @model_validator(mode="after")
@@ -117,13 +123,19 @@ class Tuning:
         """Calibrate ``cache``'s regions for ``cache.forecast`` on the tuning samples."""
         requests = self.requests()
 
-        def generate() -> None:
-            for request in requests:
-                caller(pipeline, request)
+        def generate() -> list[Any]:
+            return [caller(pipeline, request) for request in requests]
 
         samples = {"seeds": self.spec.seed_list()}
         files = calibrate_model(
-            pipeline, generate, budget, cache, sample_size=self.spec.sample_size, probe=self.spec.probe, samples=samples
+            pipeline,
+            generate,
+            budget,
+            cache,
+            sample_size=self.spec.sample_size,
+            probe=self.spec.probe,
+            samples=samples,
+            search=self.spec.search,
         )
         return files[cache.forecast.label]
 
