@@ -103,3 +103,12 @@ def test_cachekit_calibrate_searches_when_the_section_asks(tmp_path, capsys):
     assert f"schedule search: {record.evaluations} runs of the tuning samples" in printed
     with pytest.raises(ConfigError, match="evaluations"):
         load_experiment(experiment(search={"evaluations": 0}))
+
+
+def test_a_sweep_entry_can_search_its_calibration():
+    entry = {"name": "searched", "kind": "calibrated", "budget": BUDGET, "search": {"evaluations": 4}, "branch": 0}
+    config = load_experiment({**experiment(), "policies": [entry]})
+    policy = config.settings[0].cache.policy
+    assert policy.search is not None and policy.search.evaluations == 4
+    with pytest.raises(ConfigError, match="'search' refines a schedule cachekit run calibrates"):
+        load_experiment({**experiment(), "policies": [{**entry, "budget": None, "file": "x.json"}]})

@@ -119,8 +119,11 @@ class Tuning:
             )
         return requests
 
-    def calibrate(self, pipeline: Any, caller: PipelineCaller, cache: CacheConfig, budget: Budget) -> CalibrationFile:
-        """Calibrate ``cache``'s regions for ``cache.forecast`` on the tuning samples."""
+    def calibrate(
+        self, pipeline: Any, caller: PipelineCaller, cache: CacheConfig, budget: Budget, search: Search | None = None
+    ) -> CalibrationFile:
+        """Calibrate ``cache``'s regions for ``cache.forecast`` on the tuning samples (searched with
+        ``search``, else with the section's ``search``, if either is given)."""
         requests = self.requests()
 
         def generate() -> list[Any]:
@@ -135,7 +138,7 @@ class Tuning:
             sample_size=self.spec.sample_size,
             probe=self.spec.probe,
             samples=samples,
-            search=self.spec.search,
+            search=search or self.spec.search,
         )
         return files[cache.forecast.label]
 

@@ -213,7 +213,7 @@ class ExperimentRunner:
         )
         if self._model is None:
             self._model = self._load_pipeline()
-        tuning.calibrate(self._model.pipeline, self._model.caller, cache, policy.budget).save(path)
+        tuning.calibrate(self._model.pipeline, self._model.caller, cache, policy.budget, policy.search).save(path)
         tuned = cache.model_copy(update={"policy": policy.model_copy(update={"file": str(path)})})
         self._untuned[setting.name] = setting
         return Setting(setting.name, tuned)

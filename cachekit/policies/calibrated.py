@@ -5,7 +5,8 @@ checked against where it runs: the denoiser's class and configuration hash, the 
 regions installed on it, and the forecaster. Each region then refreshes at its own steps;
 a generation of another step count is an error unless ``remap`` maps the steps onto it
 (:func:`~cachekit.policies.remap.remap_steps`). Without a ``file``, a ``budget`` marks the
-policy for ``cachekit run`` to calibrate on its tuning seeds first.
+policy for ``cachekit run`` to calibrate on its tuning seeds first (and ``search`` refines
+that schedule against the output, see :mod:`~cachekit.calibration.search`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pydantic import Field, PrivateAttr, model_validator
 from cachekit.calibration.budget import Budget
 from cachekit.calibration.checks import check_model, denoiser_regions, region_key
 from cachekit.calibration.file import CalibrationFile
+from cachekit.calibration.search import Search
 from cachekit.clock import StepInfo
 from cachekit.errors import ConfigError, PolicyError, listing
 from cachekit.policies.base import Policy, PolicyBinding, PolicyState, register_policy
@@ -32,6 +34,9 @@ class CalibratedPolicy(Policy):
     budget: Budget | None = Field(
         None, description="Without a file: what cachekit run calibrates for on the tuning seeds."
     )
+    search: Search | None = Field(
+        None, description="Without a file: refine the calibrated schedule against the tuning samples' output."
+    )
     remap: bool = Field(False, description="Map the schedule onto another number of steps instead of failing.")
     _steps: tuple[int, ...] | None = PrivateAttr(None)
     _num_steps: int | None = PrivateAttr(None)
@@ -40,6 +45,8 @@ class CalibratedPolicy(Policy):
     def _file_or_budget(self) -> CalibratedPolicy:
         if self.file is None and self.budget is None:
             raise ValueError("give 'file' (a calibration written by cachekit calibrate) or 'budget' (in cachekit run)")
+        if self.search is not None and self.file is not None:
+            raise ValueError("'search' refines a schedule cachekit run calibrates: give it with 'budget', not 'file'")
         return self
 
     def bind(self, binding: PolicyBinding) -> CalibratedPolicy:
