@@ -148,3 +148,46 @@ def test_the_similarity_policy_decides_as_before() -> None:
             x = x + jolt if index == 6 else x
             x = x - 0.05 * model(x, torch.tensor(1000.0 - 50 * index))
     assert "".join(handle.stats["m"].hits[0].values()) == "R.R.R.R.rr.rr.rr.rrR"
+
+
+@pytest.mark.parametrize("anchor", [(0, 3, 10, 22, 37), (0, 4, 15, 36), (0, 1, 2, 48, 49), (0,)])
+def test_a_steady_drift_refreshes_at_the_anchor(anchor: tuple[int, ...]) -> None:
+    for level in (0.02, 5.0):
+        marks = decide(AdaptivePolicy(anchor=anchor), torch.full((50, 1), level))
+        assert tuple(torch.nonzero(marks[:, 0]).flatten().tolist()) == anchor
+
+
+def test_an_anchored_row_moves_around_its_anchor_and_keeps_the_budget() -> None:
+    drifts = torch.full((50, 3), 0.02)
+    drifts[5:10, 1] = 0.02 * 3.0 ** torch.arange(1, 6)  # drifts ever faster before the anchor's step 10
+    drifts[5:20, 2] = 0.002  # calms down
+    marks = decide(AdaptivePolicy(anchor=(3, 10, 22, 37)), drifts)
+    refreshes = [torch.nonzero(marks[:, row]).flatten().tolist() for row in range(3)]
+    assert refreshes[0] == [0, 3, 10, 22, 37]
+    assert refreshes[1][2] < 10 and refreshes[2][2] > 10
+    assert marks.sum(0).tolist() == [5, 5, 5]
+
+
+def test_an_anchor_sets_the_budget_and_refuses_what_contradicts_it() -> None:
+    assert AdaptivePolicy(anchor=(37, 3, 10, 22)).refreshes == 5
+    assert AdaptivePolicy(anchor=(0, 10, 20), refreshes=3).anchor == (0, 10, 20)
+    with pytest.raises(ConfigError, match="refreshes=4 and an anchor of 3 steps"):
+        cachekit.load_config({"policy": {"kind": "adaptive", "anchor": [0, 10, 20], "refreshes": 4}})
+    with pytest.raises(ValidationError, match="give 'spread' or 'anchor'"):
+        AdaptivePolicy(anchor=(0, 10, 20), spread=1.0)
+    with pytest.raises(ValidationError, match="anchor steps count from 0"):
+        AdaptivePolicy(anchor=(0, -2))
+    state = AdaptivePolicy(anchor=(0, 10, 60)).new_state()
+    with pytest.raises(PolicyError, match="anchor refreshes at step 60, past the last step"):
+        AdaptivePolicy(anchor=(0, 10, 60)).should_refresh(StepInfo(1, 50, None), state)
+
+
+def test_an_anchored_policy_on_a_model_refreshes_at_the_anchor_when_rows_agree() -> None:
+    torch.manual_seed(0)
+    model = tiny_transformer()
+    sample = torch.randn(2, 8, 4)
+    config = {"declare": [REGION], "policy": {"kind": "adaptive", "anchor": [0, 2, 5], "memory": 1}, "num_steps": 8}
+    with torch.no_grad(), cachekit.cached(model, config) as handle:
+        generate(model, sample, 8)
+        assert handle.stats.refresh_steps("m") == [0, 2, 5]
+        assert "".join(handle.stats["m"].hits[0].values()) == "R.R..R.."
