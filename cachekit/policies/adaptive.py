@@ -18,7 +18,7 @@ With an ``anchor`` (refresh steps, from a calibration or a schedule known to be 
 weights come from it instead: each of its segments weighs 1 in all, spread evenly over its
 steps, so at a steady drift every sample refreshes exactly at the anchor's steps, and a
 sample's drift moves its refreshes around them. On the shipped digits models the error of a
-segment varies by only 5-10% from sample to sample (it is a property of the steps more than
+segment varies by only 5-11% from sample to sample (it is a property of the steps more than
 of the sample), so the anchor decides most of the quality and the drift the rest.
 """
 
