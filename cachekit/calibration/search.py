@@ -11,7 +11,9 @@ The search starts from the error model's pick and moves one refresh (of one regi
 time by up to ``radius`` steps, keeping a move when it lowers the cost (the output's error
 against the uncached output of the tuning samples), until a whole pass moves nothing or the
 ``evaluations`` are spent. Each evaluation is one run of the tuning generations, so the cost
-of a search is that many generations; step 0 never moves and the refresh count never changes.
+of a search is that many generations; step 0 never moves and the refresh count never changes
+(with an error budget, the count the budget chose is kept: the searched schedule's error under
+the error model may then exceed the budget, while its output is closer to the uncached one).
 """
 
 from __future__ import annotations
