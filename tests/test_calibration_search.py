@@ -156,3 +156,29 @@ def test_a_search_refuses_a_generate_that_samples_new_noise():
         calibrate_model(model, unseeded, {"refreshes": 3}, TINY, search={})
     with pytest.raises(CachekitError, match="returned no floating-point"):
         calibrate_model(model, lambda: generate(model) and None, {"refreshes": 3}, TINY, search={})
+
+
+def test_a_search_moves_each_region_of_several_on_its_own():
+    torch.set_num_threads(1)
+    model = tiny_transformer()
+    two = {
+        "declare": [
+            {"name": "low", "entry": "blocks.1", "exit": "blocks.2"},
+            {"name": "high", "entry": "blocks.3", "exit": "blocks.4"},
+        ],
+        "num_steps": STEPS,
+    }
+    (file,) = calibrate_model(
+        model, lambda: generate(model), {"refreshes": 3}, two, forecasts=["linear"], search={}
+    ).values()
+    assert set(file.regions) == {"low", "high"} and file.search is not None
+    assert all(region.model_schedule is not None for region in file.regions.values())  # both moved
+    schedules = {name: list(region.schedule.steps) for name, region in file.regions.items()}
+    policies = {name: {"kind": "schedule", "steps": steps} for name, steps in schedules.items()}
+    reference = generate(model)
+    config = {**two, "policy": {"kind": "uniform", "interval": 1}, "region_policies": policies, "forecast": "linear"}
+    with cachekit.cached(model, config) as handle:
+        cached = generate(model, range(1))
+        assert {name: handle.stats.refresh_steps(name) for name in schedules} == schedules
+        cached = generate(model)
+    assert OutputError(reference)(cached) == pytest.approx(file.search.output_error, rel=1e-9)
