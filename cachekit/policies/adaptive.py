@@ -63,9 +63,12 @@ def anchor_weights(num_steps: int, anchor: tuple[int, ...]) -> torch.Tensor:
     return weights
 
 
-def weight_after(weights: torch.Tensor) -> torch.Tensor:
-    """Entry ``k``: the summed weight of the steps after step ``k`` (and of any entry past the end)."""
-    return weights.sum() - weights.cumsum(0)
+@lru_cache(maxsize=64)
+def step_plan(num_steps: int, spread: float, anchor: tuple[int, ...] | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The step weights (from ``anchor`` when given, else from ``spread``) and, entry ``k``, the
+    summed weight of the steps after step ``k`` (and of any entry past the end)."""
+    weights = step_weights(num_steps, spread) if anchor is None else anchor_weights(num_steps, anchor)
+    return weights, weights.sum() - weights.cumsum(0)
 
 
 def _relative(drift: float | torch.Tensor, expected: float | torch.Tensor) -> float | torch.Tensor:
@@ -174,7 +177,7 @@ class AdaptivePolicy(Policy):
         left = torch.as_tensor(self.refreshes - state.spent)
         last = torch.as_tensor(state.last)
         gap = step.index - last
-        share = weight_after(self._weights(num_steps))[last] / (left.clamp_min(0) + 1)
+        share = step_plan(num_steps, self.spread, self.anchor)[1][last] / (left.clamp_min(0) + 1)
         due = torch.as_tensor(self._score(step, state) >= share * (1 - _ROUNDING)) & (gap >= self.min_gap)
         if self.max_gap is not None:
             due = due | (gap >= self.max_gap)
@@ -188,13 +191,8 @@ class AdaptivePolicy(Policy):
 
     def _score(self, step: StepInfo, state: PolicyState) -> float | torch.Tensor:
         """The weighted relative drift since the last refresh, this call's included."""
-        weight = float(self._weights(self._num_steps(step))[step.index])
+        weight = float(step_plan(self._num_steps(step), self.spread, self.anchor)[0][step.index])
         return state.score + weight * state.drift
-
-    def _weights(self, num_steps: int) -> torch.Tensor:
-        if self.anchor is None:
-            return step_weights(num_steps, self.spread)
-        return anchor_weights(num_steps, self.anchor)
 
     def _num_steps(self, step: StepInfo) -> int:
         if step.num_steps is None:
