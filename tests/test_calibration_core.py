@@ -221,6 +221,24 @@ def test_a_calibrated_file_on_another_model_region_set_forecaster_or_step_count_
         model(torch.randn(1, 8, 4), torch.tensor(1.0))
 
 
+def test_an_adaptive_policy_anchors_on_a_calibration_file(calibrated):
+    model, paths, files = calibrated
+    chosen = list(files["linear"].regions["middle"].schedule.steps)
+    policy = {"kind": "adaptive", "anchor": str(paths["linear"]), "memory": 1}  # memory 1: a steady drift
+    config = {**TINY, "forecast": "linear", "policy": policy}
+    assert _refresh_steps(model, config) == chosen
+    with cachekit.cached(model, config) as handle:
+        bound = handle.views["middle"].policy
+        assert bound.anchor == tuple(chosen) and bound.refreshes == len(chosen)
+    with pytest.raises(ConfigError, match="chose its steps for forecast 'linear'.*set forecast: linear"):
+        cachekit.enable(model, {**TINY, "forecast": "none", "policy": policy})
+    short = {**TINY, "num_steps": 6, "forecast": "linear", "policy": policy}
+    with cachekit.cached(model, short), pytest.raises(PolicyError, match="anchors 8 steps, and this generation runs 6"):
+        model(torch.randn(1, 8, 4), torch.tensor(1.0))
+    with pytest.raises(PolicyError, match="reads it once installed"):
+        cachekit.AdaptivePolicy(anchor=str(paths["linear"])).should_refresh(cachekit.StepInfo(1, 8, None), None)
+
+
 def test_remap_maps_a_calibrated_schedule_onto_another_step_count(calibrated):
     model, paths, files = calibrated
     steps = files["none"].regions["middle"].schedule.steps

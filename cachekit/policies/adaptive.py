@@ -14,12 +14,13 @@ put them. With the budget spent it never refreshes again, and with as many steps
 refreshes it refreshes at each, so every generation makes exactly ``refreshes`` refreshes
 per context (fewer only when there are fewer steps).
 
-With an ``anchor`` (refresh steps, from a calibration or a schedule known to be good) the
-weights come from it instead: each of its segments weighs 1 in all, spread evenly over its
-steps, so at a steady drift every sample refreshes exactly at the anchor's steps, and a
-sample's drift moves its refreshes around them. On the shipped digits models the error of a
-segment varies by only 5-11% from sample to sample (it is a property of the steps more than
-of the sample), so the anchor decides most of the quality and the drift the rest.
+With an ``anchor`` (refresh steps known to be good, or the path of a calibration file, whose
+schedule for each region is then that region's anchor) the weights come from it instead:
+each of its segments weighs 1 in all, spread evenly over its steps, so at a steady drift
+every sample refreshes exactly at the anchor's steps, and a sample's drift moves its
+refreshes around them. On the shipped digits models the error of a segment varies by only
+5-11% from sample to sample (it is a property of the steps more than of the sample), so the
+anchor decides most of the quality and the drift the rest.
 """
 
 from __future__ import annotations
@@ -28,11 +29,13 @@ from functools import lru_cache
 from typing import Any, ClassVar, Literal
 
 import torch
-from pydantic import Field, ValidationInfo, field_validator, model_validator
+from pydantic import Field, PrivateAttr, ValidationInfo, field_validator, model_validator
 
+from cachekit.calibration.file import CalibrationFile
 from cachekit.clock import StepInfo
 from cachekit.errors import ConfigError, PolicyError
-from cachekit.policies.base import Decision, Policy, PolicyState, register_policy, where
+from cachekit.policies.base import Decision, Policy, PolicyBinding, PolicyState, register_policy, where
+from cachekit.policies.calibrated import check_binding
 from cachekit.policies.probed import ProbeName
 
 _TINY = torch.finfo(torch.float32).tiny
@@ -112,11 +115,14 @@ class AdaptivePolicy(Policy):
     max_gap: int | None = Field(
         None, strict=True, ge=1, description="Refresh once this many steps passed since the last, whatever the drift."
     )
-    anchor: tuple[int, ...] | None = Field(
+    anchor: tuple[int, ...] | str | None = Field(
         None,
         min_length=1,
-        description="Refresh steps a steady drift reproduces (a calibrated schedule); sets refreshes, replaces spread.",
+        description="Refresh steps a steady drift reproduces, or a calibration file (each region's schedule); "
+        "sets refreshes, replaces spread.",
     )
+    _anchor_for: int | None = PrivateAttr(None)
+    """The number of steps a file's anchor was calibrated for."""
 
     state_defaults: ClassVar[dict[str, Any]] = {
         "drift": 0.0,
@@ -141,9 +147,9 @@ class AdaptivePolicy(Policy):
 
     @field_validator("anchor")
     @classmethod
-    def _anchor_steps(cls, anchor: tuple[int, ...] | None) -> tuple[int, ...] | None:
-        if anchor is None:
-            return None
+    def _anchor_steps(cls, anchor: tuple[int, ...] | str | None) -> tuple[int, ...] | str | None:
+        if anchor is None or isinstance(anchor, str):
+            return anchor
         if any(step < 0 for step in anchor):
             raise ConfigError(f"anchor steps count from 0, got {list(anchor)}")
         return tuple(sorted({0, *anchor}))
@@ -154,13 +160,21 @@ class AdaptivePolicy(Policy):
             return self
         if "spread" in self.model_fields_set:
             raise ConfigError("give 'spread' or 'anchor', not both: with an anchor the step weights come from its gaps")
-        if "refreshes" in self.model_fields_set and self.refreshes != len(self.anchor):
-            raise ConfigError(
-                f"refreshes={self.refreshes} and an anchor of {len(self.anchor)} steps {list(self.anchor)}: the "
-                "anchor sets the budget (leave refreshes out, or make them agree)"
-            )
-        object.__setattr__(self, "refreshes", len(self.anchor))
+        if "refreshes" in self.model_fields_set:
+            raise ConfigError("give 'refreshes' or 'anchor', not both: the anchor's steps are the budget")
+        if not isinstance(self.anchor, str):
+            object.__setattr__(self, "refreshes", len(self.anchor))
         return self
+
+    def bind(self, binding: PolicyBinding) -> AdaptivePolicy:
+        """With a calibration file as the anchor: the region's schedule from it, checked against the model."""
+        if not isinstance(self.anchor, str):
+            return self
+        calibration = CalibrationFile.load(self.anchor)
+        steps = calibration.regions[check_binding(calibration, binding, self.anchor)].schedule.steps
+        bound = self.model_copy(update={"anchor": steps, "refreshes": len(steps)})
+        bound._anchor_for = calibration.num_steps
+        return bound
 
     def probe_name(self) -> str:
         return self.probe
@@ -199,6 +213,13 @@ class AdaptivePolicy(Policy):
             raise PolicyError(
                 "the adaptive policy needs the number of steps: enable cachekit on a pipeline "
                 "with a scheduler, or set 'num_steps' in the config for a bare model"
+            )
+        if isinstance(self.anchor, str):
+            raise PolicyError("an adaptive policy anchored on a calibration file reads it once installed by cachekit")
+        if self._anchor_for is not None and self._anchor_for != step.num_steps:
+            raise PolicyError(
+                f"calibration {self.anchor!r} anchors {self._anchor_for} steps, and this generation runs "
+                f"{step.num_steps}; calibrate for {step.num_steps} steps"
             )
         if self.anchor is not None and self.anchor[-1] >= step.num_steps:
             raise PolicyError(
