@@ -233,10 +233,27 @@ def test_an_adaptive_policy_anchors_on_a_calibration_file(calibrated):
     with pytest.raises(ConfigError, match="chose its steps for forecast 'linear'.*set forecast: linear"):
         cachekit.enable(model, {**TINY, "forecast": "none", "policy": policy})
     short = {**TINY, "num_steps": 6, "forecast": "linear", "policy": policy}
-    with cachekit.cached(model, short), pytest.raises(PolicyError, match="anchors 8 steps, and this generation runs 6"):
+    with (
+        cachekit.cached(model, short),
+        pytest.raises(PolicyError, match=r"adaptive anchor, calibration .* is for 8 steps, and this generation runs 6"),
+    ):
         model(torch.randn(1, 8, 4), torch.tensor(1.0))
     with pytest.raises(PolicyError, match="reads it once installed"):
         cachekit.AdaptivePolicy(anchor=str(paths["linear"])).should_refresh(cachekit.StepInfo(1, 8, None), None)
+
+
+def test_remap_maps_an_adaptive_policys_file_anchor_onto_another_step_count(calibrated):
+    model, paths, files = calibrated
+    remapped = remap_steps(files["linear"].regions["middle"].schedule.steps, STEPS, 16)
+    policy = {"kind": "adaptive", "anchor": str(paths["linear"]), "memory": 1, "remap": True}
+    config = {**TINY, "num_steps": 16, "forecast": "linear", "policy": policy}
+    with cachekit.cached(model, config) as handle:
+        x = torch.randn(2, 8, 4, generator=torch.Generator().manual_seed(0))
+        for step in range(16):
+            x = x - 0.1 * model(x, torch.tensor(1000.0 - 62.5 * step))
+        assert handle.stats.refresh_steps("middle") == remapped
+    with pytest.raises(ConfigError, match="'remap' maps a calibration file's anchor.*give the file as the anchor"):
+        cachekit.load_config({"policy": {"kind": "adaptive", "anchor": [0, 3], "remap": True}})
 
 
 def test_remap_maps_a_calibrated_schedule_onto_another_step_count(calibrated):

@@ -37,6 +37,7 @@ from cachekit.errors import ConfigError, PolicyError
 from cachekit.policies.base import Decision, Policy, PolicyBinding, PolicyState, register_policy, where
 from cachekit.policies.calibrated import check_binding
 from cachekit.policies.probed import ProbeName
+from cachekit.policies.schedule import planned_steps
 
 _TINY = torch.finfo(torch.float32).tiny
 _ROUNDING = 1e-5
@@ -72,6 +73,14 @@ def step_plan(num_steps: int, spread: float, anchor: tuple[int, ...] | None) -> 
     summed weight of the steps after step ``k`` (and of any entry past the end)."""
     weights = step_weights(num_steps, spread) if anchor is None else anchor_weights(num_steps, anchor)
     return weights, weights.sum() - weights.cumsum(0)
+
+
+@lru_cache(maxsize=64)
+def _anchor_plan(
+    anchor: tuple[int, ...], planned: int | None, actual: int, remap: bool, source: str
+) -> tuple[int, ...]:
+    """``anchor``'s steps for a generation of ``actual`` steps, checked (and remapped) as a schedule's are."""
+    return tuple(sorted(planned_steps(anchor, planned, actual, remap, source)))
 
 
 def _relative(drift: float | torch.Tensor, expected: float | torch.Tensor) -> float | torch.Tensor:
@@ -121,8 +130,13 @@ class AdaptivePolicy(Policy):
         description="Refresh steps a steady drift reproduces, or a calibration file (each region's schedule); "
         "sets refreshes, replaces spread.",
     )
+    remap: bool = Field(
+        False, description="Map a calibration file's anchor onto another number of steps instead of failing."
+    )
     _anchor_for: int | None = PrivateAttr(None)
     """The number of steps a file's anchor was calibrated for."""
+    _anchor_source: str = PrivateAttr("the adaptive anchor")
+    """What error messages call the anchor."""
 
     state_defaults: ClassVar[dict[str, Any]] = {
         "drift": 0.0,
@@ -163,6 +177,11 @@ class AdaptivePolicy(Policy):
         if "refreshes" in self.model_fields_set:
             raise ConfigError("give 'refreshes' or 'anchor', not both: the anchor's steps are the budget")
         if not isinstance(self.anchor, str):
+            if self.remap:
+                raise ConfigError(
+                    "'remap' maps a calibration file's anchor onto another number of steps, and anchor steps "
+                    "name none: give the file as the anchor, or list the steps for this step count"
+                )
             object.__setattr__(self, "refreshes", len(self.anchor))
         return self
 
@@ -174,6 +193,7 @@ class AdaptivePolicy(Policy):
         steps = calibration.regions[check_binding(calibration, binding, self.anchor)].schedule.steps
         bound = self.model_copy(update={"anchor": steps, "refreshes": len(steps)})
         bound._anchor_for = calibration.num_steps
+        bound._anchor_source = f"the adaptive anchor, calibration {self.anchor!r},"
         return bound
 
     def probe_name(self) -> str:
@@ -185,13 +205,14 @@ class AdaptivePolicy(Policy):
         state.drift = _relative(drift, state.expected)
 
     def should_refresh(self, step: StepInfo, state: PolicyState) -> Decision:
-        num_steps = self._num_steps(step)
+        num_steps, anchor = self._plan(step)
         if step.index == 0:
             return True
-        left = torch.as_tensor(self.refreshes - state.spent)
+        budget = self.refreshes if anchor is None else len(anchor)
+        left = torch.as_tensor(budget - state.spent)
         last = torch.as_tensor(state.last)
         gap = step.index - last
-        share = step_plan(num_steps, self.spread, self.anchor)[1][last] / (left.clamp_min(0) + 1)
+        share = step_plan(num_steps, self.spread, anchor)[1][last] / (left.clamp_min(0) + 1)
         due = torch.as_tensor(self._score(step, state) >= share * (1 - _ROUNDING)) & (gap >= self.min_gap)
         if self.max_gap is not None:
             due = due | (gap >= self.max_gap)
@@ -205,10 +226,12 @@ class AdaptivePolicy(Policy):
 
     def _score(self, step: StepInfo, state: PolicyState) -> float | torch.Tensor:
         """The weighted relative drift since the last refresh, this call's included."""
-        weight = float(step_plan(self._num_steps(step), self.spread, self.anchor)[0][step.index])
+        num_steps, anchor = self._plan(step)
+        weight = float(step_plan(num_steps, self.spread, anchor)[0][step.index])
         return state.score + weight * state.drift
 
-    def _num_steps(self, step: StepInfo) -> int:
+    def _plan(self, step: StepInfo) -> tuple[int, tuple[int, ...] | None]:
+        """This generation's number of steps and the anchor for it (remapped when asked)."""
         if step.num_steps is None:
             raise PolicyError(
                 "the adaptive policy needs the number of steps: enable cachekit on a pipeline "
@@ -216,14 +239,7 @@ class AdaptivePolicy(Policy):
             )
         if isinstance(self.anchor, str):
             raise PolicyError("an adaptive policy anchored on a calibration file reads it once installed by cachekit")
-        if self._anchor_for is not None and self._anchor_for != step.num_steps:
-            raise PolicyError(
-                f"calibration {self.anchor!r} anchors {self._anchor_for} steps, and this generation runs "
-                f"{step.num_steps}; calibrate for {step.num_steps} steps"
-            )
-        if self.anchor is not None and self.anchor[-1] >= step.num_steps:
-            raise PolicyError(
-                f"the adaptive anchor refreshes at step {self.anchor[-1]}, past the last step "
-                f"({step.num_steps - 1}) of this generation's {step.num_steps}"
-            )
-        return step.num_steps
+        if self.anchor is None:
+            return step.num_steps, None
+        anchor = _anchor_plan(self.anchor, self._anchor_for, step.num_steps, self.remap, self._anchor_source)
+        return step.num_steps, anchor
