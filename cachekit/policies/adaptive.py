@@ -208,8 +208,7 @@ class AdaptivePolicy(Policy):
         num_steps, anchor = self._plan(step)
         if step.index == 0:
             return True
-        budget = self.refreshes if anchor is None else len(anchor)
-        left = torch.as_tensor(budget - state.spent)
+        left = torch.as_tensor(self.refreshes - state.spent)
         last = torch.as_tensor(state.last)
         gap = step.index - last
         share = step_plan(num_steps, self.spread, anchor)[1][last] / (left.clamp_min(0) + 1)
