@@ -5,8 +5,10 @@
 Records uncached generations of the config's first policies entry's regions on tuning seeds
 (30000 onwards), then, for the given refresh steps and linear forecasting, prints per
 segment the mean error over samples (relative L1 of the region's result, summed over the
-segment's reuse steps), its coefficient of variation across samples, and the correlation
-across samples between that error and the probe's drift summed over the segment. A small
+segment's reuse steps), its coefficient of variation across samples, the correlation
+across samples between that error and the probe's drift summed over the segment, and the
+slope of the error on the drift, both relative to their means (1: a sample drifting 10% more
+errs 10% more), whose mean is a ``trust`` for the anchored ``adaptive`` policy. A small
 variation means the error is a property of the steps more than of the sample: little for
 a per-sample policy to adapt to.
 """
@@ -22,6 +24,12 @@ from cachekit.calibration.recorder import Recorder
 from cachekit.experiments.caller import SampleRequest
 from cachekit.experiments.config import load_experiment
 from cachekit.experiments.hooks import experiment_plugins, load_model
+
+
+def relative_slope(drift: np.ndarray, error: np.ndarray) -> float:
+    """The least-squares slope of ``error / mean(error)`` on ``drift / mean(drift)`` across samples."""
+    relative_drift, relative_error = drift / drift.mean(), error / error.mean()
+    return float(np.cov(relative_drift, relative_error)[0, 1] / relative_drift.var(ddof=1))
 
 
 def main() -> None:
@@ -55,6 +63,7 @@ def main() -> None:
                 ),
             )
     for name, trajectories in recorded.items():
+        slopes: list[float] = []
         results = torch.cat([results for results, _ in trajectories], 1).double()
         drifts = torch.cat([drifts for _, drifts in trajectories], 1).double().numpy()
         scale = results.abs().mean(dim=(0, 2))
@@ -70,10 +79,13 @@ def main() -> None:
                 (results[latest] + (step - latest) * slope - results[step]).abs().mean(-1) / scale for step in served
             ).numpy()
             drift = np.nansum(drifts[latest + 1 : end], axis=0)
+            slopes.append(relative_slope(drift, error))
             print(
                 f"  segment {latest + 1}-{end - 1}: mean error {error.mean():.3f}, variation across samples "
-                f"{error.std() / error.mean():.1%}, correlation with summed drift {np.corrcoef(drift, error)[0, 1]:.2f}"
+                f"{error.std() / error.mean():.1%}, correlation with summed drift {np.corrcoef(drift, error)[0, 1]:.2f}, "
+                f"relative slope {slopes[-1]:.2f}"
             )
+        print(f"  mean relative slope (a trust for the anchored adaptive policy): {np.mean(slopes):.2f}")
 
 
 if __name__ == "__main__":

@@ -133,6 +133,14 @@ class AdaptivePolicy(Policy):
     remap: bool = Field(
         False, description="Map a calibration file's anchor onto another number of steps instead of failing."
     )
+    trust: float = Field(
+        1.0,
+        strict=False,
+        ge=0.0,
+        le=1.0,
+        description="How far a sample's relative drift moves its refreshes: 1 all the way, 0 not at all "
+        "(the steady drift's steps: the anchor's).",
+    )
     _anchor_for: int | None = PrivateAttr(None)
     """The number of steps a file's anchor was calibrated for."""
     _anchor_source: str = PrivateAttr("the adaptive anchor")
@@ -202,7 +210,8 @@ class AdaptivePolicy(Policy):
     def observe(self, state: PolicyState, drift: float | torch.Tensor) -> None:
         state.observed += 1
         state.expected = state.expected + (drift - state.expected) / min(state.observed, self.memory)
-        state.drift = _relative(drift, state.expected)
+        relative = _relative(drift, state.expected)
+        state.drift = relative if self.trust == 1.0 else 1.0 + self.trust * (relative - 1.0)
 
     def should_refresh(self, step: StepInfo, state: PolicyState) -> Decision:
         num_steps, anchor = self._plan(step)
