@@ -82,8 +82,8 @@ def main() -> None:
             slopes.append(relative_slope(drift, error))
             print(
                 f"  segment {latest + 1}-{end - 1}: mean error {error.mean():.3f}, variation across samples "
-                f"{error.std() / error.mean():.1%}, correlation with summed drift {np.corrcoef(drift, error)[0, 1]:.2f}, "
-                f"relative slope {slopes[-1]:.2f}"
+                f"{error.std() / error.mean():.1%}, correlation with summed drift "
+                f"{np.corrcoef(drift, error)[0, 1]:.2f}, relative slope {slopes[-1]:.2f}"
             )
         print(f"  mean relative slope (a trust for the anchored adaptive policy): {np.mean(slopes):.2f}")
 

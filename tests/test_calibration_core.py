@@ -56,8 +56,8 @@ def trajectory() -> torch.Tensor:
 @pytest.mark.parametrize(("forecaster", "linear"), [(StoredResult, False), (LinearForecast, True)])
 def test_the_error_model_matches_a_brute_force_computation(trajectory, forecaster, linear):
     model = ErrorModel(STEPS, forecaster)
-    model.add(trajectory[:, :2])
-    model.add(trajectory[:, 2:])  # two generations: the running mean weights every row alike
+    model.add(trajectory[:, :2], still(trajectory[:, :2]))
+    model.add(trajectory[:, 2:], still(trajectory[:, 2:]))  # two generations: the running mean weights every row alike
     table = model.table
     assert model.rows == 3
     for previous, latest, served in [(None, 0, 5), (0, 1, 2), (2, 5, 7), (0, 6, 7), (3, 4, 6)]:
@@ -66,6 +66,42 @@ def test_the_error_model_matches_a_brute_force_computation(trajectory, forecaste
         expected = sum(brute_force_error(p, previous, latest, served, linear) * p.shape[1] for p in parts) / 3
         assert table[row, latest, served] == pytest.approx(expected, rel=1e-5)
     assert np.isnan(table[STEPS, 3, 5]) and np.isnan(table[2, 5, 4])  # unreachable states, steps not after
+
+
+def still(trajectory: torch.Tensor) -> torch.Tensor:
+    """Probe drifts of a generation whose probe never changes: ``(steps, rows)`` zeros."""
+    return torch.zeros(trajectory.shape[:2])
+
+
+def test_the_trust_is_the_mean_relative_slope_of_segment_error_on_drift():
+    generator = torch.Generator().manual_seed(5)
+    rows = 24
+    t = torch.linspace(0, 1, STEPS)[:, None, None]
+    wobble = 0.5 + torch.rand(1, rows, 1, generator=generator)  # how much each row strays from a line
+    trajectory = 1 + t + wobble * 0.2 * torch.sin(7 * t) * torch.randn(1, rows, 5, generator=generator)
+    drifts = wobble[0, :, 0] * (1 + 0.3 * torch.rand(STEPS, rows, generator=generator))
+    drifts[0] = float("nan")
+    model = ErrorModel(STEPS, LinearForecast)
+    model.add(trajectory[:, :10], drifts[:, :10])
+    model.add(trajectory[:, 10:], drifts[:, 10:])
+    schedule = (0, 3, 6)
+    slopes = []
+    for index, latest in enumerate(schedule):
+        end = schedule[index + 1] if index + 1 < len(schedule) else STEPS
+        forecaster = LinearForecast()
+        for step in schedule[max(index - 1, 0) : index + 1]:
+            forecaster.record(step, trajectory[step])
+        scale = trajectory.abs().mean(dim=(0, 2))
+        error = sum((forecaster.serve(j) - trajectory[j]).abs().mean(-1) / scale for j in range(latest + 1, end))
+        drift = drifts[latest + 1 : end].sum(0)
+        slopes.append(np.polyfit((drift / drift.mean()).numpy(), (error / error.mean()).numpy(), 1)[0])
+    trust = model.trust_moments.trust(schedule)
+    assert 0.0 < trust < 1.0  # the rows that stray more drift more, not in proportion
+    assert trust == pytest.approx(float(np.clip(np.mean(slopes), 0, 1)), rel=1e-6)
+    assert ErrorModel(STEPS, LinearForecast).trust_moments.trust(schedule) is None  # nothing recorded
+    flat = ErrorModel(STEPS, LinearForecast)
+    flat.add(trajectory, still(trajectory))
+    assert flat.trust_moments.trust(schedule) is None  # a probe that never drifts predicts nothing
 
 
 def test_higher_orders_see_the_refreshes_before_at_the_same_gap():
@@ -90,7 +126,7 @@ def _simulated(trajectory: torch.Tensor, steps: tuple[int, ...], objective: str)
 @pytest.mark.parametrize("objective", ["total", "worst"])
 def test_the_dynamic_programme_finds_the_best_schedule_of_every_size(trajectory, objective):
     model = ErrorModel(STEPS, LinearForecast)
-    model.add(trajectory)
+    model.add(trajectory, still(trajectory))
     solutions = best_schedules(model.table, objective, STEPS)
     for refreshes, solution in enumerate(solutions, start=1):
         options = [(0, *rest) for rest in itertools.combinations(range(1, STEPS), refreshes - 1)]
@@ -103,7 +139,7 @@ def test_the_dynamic_programme_finds_the_best_schedule_of_every_size(trajectory,
 
 def test_an_error_budget_takes_the_fewest_refreshes_within_it(trajectory):
     model = ErrorModel(STEPS, StoredResult)
-    model.add(trajectory)
+    model.add(trajectory, still(trajectory))
     table = model.table
     costs = [solution.total for solution in best_schedules(table, "total", STEPS)]
     budget = (costs[2] + costs[1]) / 2  # between the best of 2 and of 3 refreshes
@@ -240,6 +276,24 @@ def test_an_adaptive_policy_anchors_on_a_calibration_file(calibrated):
         model(torch.randn(1, 8, 4), torch.tensor(1.0))
     with pytest.raises(PolicyError, match="reads it once installed"):
         cachekit.AdaptivePolicy(anchor=str(paths["linear"])).should_refresh(cachekit.StepInfo(1, 8, None), None)
+
+
+def test_an_adaptive_policy_reads_the_drift_trust_its_calibration_file_fitted(calibrated, tmp_path):
+    model, paths, files = calibrated
+    fitted = files["linear"].regions["middle"].drift_trust
+    assert fitted is not None and fitted.probe == "entry_input" and 0.0 <= fitted.trust <= 1.0
+    anchored = {"kind": "adaptive", "anchor": str(paths["linear"])}
+    for policy, trust in [(anchored, fitted.trust), ({**anchored, "trust": 0.5}, 0.5)]:
+        with cachekit.cached(model, {**TINY, "forecast": "linear", "policy": policy}) as handle:
+            assert handle.views["middle"].policy.trust == trust
+    region = files["linear"].regions["middle"]
+    residual = region.model_copy(update={"drift_trust": fitted.model_copy(update={"probe": "entry_residual"})})
+    other = files["linear"].model_copy(update={"regions": {"middle": residual}}).save(tmp_path / "residual.json")
+    policy = {**anchored, "anchor": str(other)}
+    with pytest.raises(ConfigError, match=r"fitted the drift's trust on probe 'entry_residual'.*probes 'entry_input'"):
+        cachekit.enable(model, {**TINY, "forecast": "linear", "policy": policy})
+    with cachekit.cached(model, {**TINY, "forecast": "linear", "policy": {**policy, "trust": 1.0}}) as handle:
+        assert handle.views["middle"].policy.trust == 1.0
 
 
 def test_remap_maps_an_adaptive_policys_file_anchor_onto_another_step_count(calibrated):

@@ -168,6 +168,26 @@ def test_an_anchored_row_moves_around_its_anchor_and_keeps_the_budget() -> None:
     assert marks.sum(0).tolist() == [5, 5, 5]
 
 
+def test_trust_scales_how_far_the_drift_moves_refreshes_from_the_anchor() -> None:
+    drifts = torch.full((50, 2), 0.02)
+    drifts[5:10, 0] = 0.02 * 3.0 ** torch.arange(1, 6)  # drifts ever faster before the anchor's step 10
+    drifts[5:20, 1] = 0.002  # calms down
+    anchor = (0, 3, 10, 22, 37)
+
+    def third_refresh(trust: float) -> list[int]:
+        marks = decide(AdaptivePolicy(anchor=anchor, trust=trust), drifts)
+        assert marks.sum(0).tolist() == [5, 5]
+        return [int(torch.nonzero(marks[:, row]).flatten()[2]) for row in range(2)]
+
+    full, half, none = third_refresh(1.0), third_refresh(0.5), third_refresh(0.0)
+    assert none == [10, 10]  # no trust: the anchor's steps, whatever the drift
+    assert full[0] < half[0] < 10 < half[1] < full[1]
+    default = decide(AdaptivePolicy(anchor=anchor), drifts)
+    assert torch.equal(default, decide(AdaptivePolicy(anchor=anchor, trust=1.0), drifts))
+    with pytest.raises(ValidationError, match="less than or equal to 1"):
+        AdaptivePolicy(trust=1.5)
+
+
 def test_an_anchor_sets_the_budget_and_refuses_what_contradicts_it() -> None:
     assert AdaptivePolicy(anchor=(37, 3, 10, 22)).refreshes == 5
     with pytest.raises(ConfigError, match="give 'refreshes' or 'anchor', not both"):

@@ -16,7 +16,14 @@ import numpy as np
 from cachekit.api import ConfigSource, enable
 from cachekit.calibration.budget import Budget
 from cachekit.calibration.error_model import error_matrix
-from cachekit.calibration.file import CalibrationFile, ModelInfo, RegionCalibration, ScheduleErrors, SearchRecord
+from cachekit.calibration.file import (
+    CalibrationFile,
+    DriftTrust,
+    ModelInfo,
+    RegionCalibration,
+    ScheduleErrors,
+    SearchRecord,
+)
 from cachekit.calibration.identity import ModelIdentity
 from cachekit.calibration.output_error import OutputError
 from cachekit.calibration.probe_fit import ProbeFit, accumulated_drift, fit_probe
@@ -55,6 +62,10 @@ def _probe_fit(statistics: RegionStatistics, matrix: np.ndarray, probe: str) -> 
         return fit_probe(probe, accumulated_drift(statistics.step_drift), matrix)
     except CachekitError:
         return None
+
+
+def _drift_trust(trust: float | None, probe: str) -> DriftTrust | None:
+    return None if trust is None else DriftTrust(probe=probe, trust=trust)
 
 
 ForecastSource = ForecastSpec | str | Mapping[str, Any]
@@ -124,7 +135,7 @@ def calibrate_model(
             start = {name: solution.steps for name, solution in picked.items()}
             cost = _output_cost(target, generate, settings, spec, measure)
             searched = search_schedules(start, cost, next(iter(tables.values())).shape[1], search)
-        regions = _regions(handle, statistics, tables, picked, searched, probe)
+        regions = _regions(handle, statistics, spec.label, picked, searched, probe)
         record = None if searched is None or search is None else _record(searched, search)
         files[spec.label] = _file(statistics, identity, spec, budget, sample_size, samples or {}, regions, record)
     return files
@@ -170,15 +181,17 @@ def _identity(handle: CacheHandle) -> tuple[dict[str, ModelInfo], str | None]:
 def _regions(
     handle: CacheHandle,
     statistics: dict[str, RegionStatistics],
-    tables: dict[str, np.ndarray],
+    label: str,
     picked: dict[str, Solution],
     searched: SearchResult | None,
     probe: str,
 ) -> dict[str, RegionCalibration]:
-    """Each region's calibration: the chosen schedule (the search's, when one ran) and the error model."""
+    """Each region's calibration for forecast ``label``: the chosen schedule (the search's, when one
+    ran), the error model, and the drift's trust for the chosen schedule."""
     regions = {}
     for name, view in handle.views.items():
-        table = tables[name]
+        model = statistics[name].models[label]
+        table = model.table
         chosen = picked[name] if searched is None else schedule_errors(table, searched.schedules[name])
         moved = searched is not None and chosen.steps != picked[name].steps
         uniform = schedule_errors(table, uniform_steps(table.shape[1], len(chosen.steps)))
@@ -191,6 +204,7 @@ def _regions(
             uniform=_errors(uniform),
             errors=[[None if np.isnan(value) else float(value) for value in row] for row in matrix],
             probe_fit=_probe_fit(statistics[name], matrix, probe),
+            drift_trust=_drift_trust(model.trust_moments.trust(chosen.steps), probe),
         )
     return regions
 

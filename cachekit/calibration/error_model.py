@@ -27,6 +27,7 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 
+from cachekit.calibration.drift_trust import DriftTrustMoments
 from cachekit.reuse.forecaster import ForecasterFactory
 
 HISTORY = 2
@@ -69,9 +70,11 @@ def serving_errors(
 
 
 class ErrorModel:
-    """The running mean of ``table`` (see the module docs) for one region and one forecaster.
+    """The running mean of ``table`` (see the module docs) for one region and one forecaster, and
+    how each segment's error varies with the probe's drift across samples (``trust_moments``).
 
-    Holds ``(steps + 1) * steps * steps`` float64 sums, whatever the model's size.
+    Holds ``(steps + 1) * steps * steps`` float64 sums, whatever the model's size, and the
+    moments' (:mod:`~cachekit.calibration.drift_trust`).
     """
 
     def __init__(self, num_steps: int, forecaster: ForecasterFactory):
@@ -79,15 +82,18 @@ class ErrorModel:
         self.forecaster = forecaster
         self.sums = np.zeros((num_steps + 1, num_steps, num_steps))
         self.rows = 0
+        self.trust_moments = DriftTrustMoments(num_steps)
 
-    def add(self, trajectory: torch.Tensor) -> None:
-        """Add one generation's true results, ``(steps, rows, size)``."""
+    def add(self, trajectory: torch.Tensor, drifts: torch.Tensor) -> None:
+        """Add one generation's true results, ``(steps, rows, size)``, and probe drifts, ``(steps, rows)``."""
         if len(trajectory) != self.num_steps:
             raise ValueError(f"a trajectory of {len(trajectory)} steps, and this model is for {self.num_steps}")
+        self.trust_moments.start(drifts)
         for previous, latest in states(self.num_steps):
             errors = serving_errors(trajectory, self.forecaster, previous, latest)
             row = self.num_steps if previous is None else previous
             self.sums[row, latest, latest + 1 :] += errors.double().sum(dim=1).numpy()
+            self.trust_moments.add(row, latest, errors)
         self.rows += trajectory.shape[1]
 
     @property

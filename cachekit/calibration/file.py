@@ -6,7 +6,9 @@ forecaster), what was asked (the budget), and what came out: per region the chos
 steps, the error of each step under them, the uniform schedule with as many refreshes for
 comparison, the error matrix (``errors[i][j]``: serving step ``j`` from a refresh at ``i``,
 see :func:`~cachekit.calibration.error_model.error_matrix`; ``null`` where ``j <= i``) and the
-probe fit; after a schedule search (:mod:`~cachekit.calibration.search`) also the error
+probe fit and, for the chosen schedule, how far a sample's probe drift should move its
+refreshes (the ``drift_trust`` an anchored ``adaptive`` policy reads); after a schedule search
+(:mod:`~cachekit.calibration.search`) also the error
 model's own pick and what the search measured. Errors are relative L1 of the region's
 result (``mean|served - true|`` over the result's mean magnitude in the generation),
 averaged over every calibration sample.
@@ -48,6 +50,16 @@ class ScheduleErrors(BaseModel):
     worst_error: float = Field(description="The largest reuse step error.")
 
 
+class DriftTrust(BaseModel):
+    """How far a probe's drift should move the chosen schedule's refreshes per sample (see
+    :mod:`~cachekit.calibration.drift_trust`)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    probe: str = Field(description="The probe whose drift was measured.")
+    trust: float = Field(ge=0.0, le=1.0, description="The mean relative slope of segment error on drift, in [0, 1].")
+
+
 class RegionCalibration(BaseModel):
     """What calibration chose and measured for one region."""
 
@@ -62,6 +74,9 @@ class RegionCalibration(BaseModel):
     uniform: ScheduleErrors = Field(description="Evenly spaced refreshes, as many, for comparison.")
     errors: list[list[float | None]] = Field(description="errors[i][j]: serving step j from a refresh at i.")
     probe_fit: ProbeFit | None = Field(None, description="The probe's drift fitted to the error, if it fitted.")
+    drift_trust: DriftTrust | None = Field(
+        None, description="An anchored adaptive policy's trust for the chosen schedule, if it fitted."
+    )
 
 
 class SearchRecord(BaseModel):

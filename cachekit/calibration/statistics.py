@@ -48,7 +48,7 @@ class RegionStatistics:
                 "another; calibrate on generations of one step count"
             )
         for model in self.models.values():
-            model.add(results)
+            model.add(results, drifts)
         assert self.drift_sums is not None and self.drift_rows is not None
         known = ~drifts.isnan()
         self.drift_sums += drifts.nan_to_num(0.0).double().sum(dim=1).numpy()

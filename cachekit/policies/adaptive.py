@@ -133,13 +133,13 @@ class AdaptivePolicy(Policy):
     remap: bool = Field(
         False, description="Map a calibration file's anchor onto another number of steps instead of failing."
     )
-    trust: float = Field(
-        1.0,
-        strict=False,
+    trust: float | None = Field(
+        None,
+        strict=True,
         ge=0.0,
         le=1.0,
         description="How far a sample's relative drift moves its refreshes: 1 all the way, 0 not at all "
-        "(the steady drift's steps: the anchor's).",
+        "(the steady drift's steps: the anchor's); unset: a calibration file anchor's fitted trust, else 1.",
     )
     _anchor_for: int | None = PrivateAttr(None)
     """The number of steps a file's anchor was calibrated for."""
@@ -194,12 +194,23 @@ class AdaptivePolicy(Policy):
         return self
 
     def bind(self, binding: PolicyBinding) -> AdaptivePolicy:
-        """With a calibration file as the anchor: the region's schedule from it, checked against the model."""
+        """With a calibration file as the anchor: the region's schedule from it, checked against the
+        model, and (unless ``trust`` is set) the trust calibration fitted for it."""
         if not isinstance(self.anchor, str):
             return self
         calibration = CalibrationFile.load(self.anchor)
-        steps = calibration.regions[check_binding(calibration, binding, self.anchor)].schedule.steps
-        bound = self.model_copy(update={"anchor": steps, "refreshes": len(steps)})
+        region = calibration.regions[check_binding(calibration, binding, self.anchor)]
+        steps = region.schedule.steps
+        update: dict[str, Any] = {"anchor": steps, "refreshes": len(steps)}
+        if self.trust is None and region.drift_trust is not None:
+            if region.drift_trust.probe != self.probe:
+                raise ConfigError(
+                    f"calibration {self.anchor!r} fitted the drift's trust on probe {region.drift_trust.probe!r}, "
+                    f"and this adaptive policy probes {self.probe!r}: set 'probe: {region.drift_trust.probe}', "
+                    "set 'trust', or calibrate with this probe"
+                )
+            update["trust"] = region.drift_trust.trust
+        bound = self.model_copy(update=update)
         bound._anchor_for = calibration.num_steps
         bound._anchor_source = f"the adaptive anchor, calibration {self.anchor!r},"
         return bound
@@ -211,7 +222,8 @@ class AdaptivePolicy(Policy):
         state.observed += 1
         state.expected = state.expected + (drift - state.expected) / min(state.observed, self.memory)
         relative = _relative(drift, state.expected)
-        state.drift = relative if self.trust == 1.0 else 1.0 + self.trust * (relative - 1.0)
+        trust = 1.0 if self.trust is None else self.trust
+        state.drift = relative if trust == 1.0 else 1.0 + trust * (relative - 1.0)
 
     def should_refresh(self, step: StepInfo, state: PolicyState) -> Decision:
         num_steps, anchor = self._plan(step)
