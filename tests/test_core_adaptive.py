@@ -188,6 +188,16 @@ def test_trust_scales_how_far_the_drift_moves_refreshes_from_the_anchor() -> Non
         AdaptivePolicy(trust=1.5)
 
 
+@pytest.mark.parametrize("anchor", [(0, 3, 10, 22, 37), (0, 2, 4, 7, 10, 15, 21, 27, 34, 41)])
+def test_a_drift_a_little_off_steady_keeps_the_anchor(anchor: tuple[int, ...]) -> None:
+    """A refresh moves off an anchor step only once the drift moves it nearer another step: a
+    slowly calming or quickening sample, or one trusted little, refreshes at the anchor."""
+    steps = torch.arange(50, dtype=torch.float64).unsqueeze(1)
+    for drifts, trust in ((0.02 * 0.99**steps, 1.0), (0.02 * 1.01**steps, 1.0), (0.02 * 0.7**steps, 0.01)):
+        marks = decide(AdaptivePolicy(anchor=anchor, trust=trust), drifts.float())
+        assert tuple(torch.nonzero(marks[:, 0]).flatten().tolist()) == anchor
+
+
 def test_an_anchor_sets_the_budget_and_refuses_what_contradicts_it() -> None:
     assert AdaptivePolicy(anchor=(37, 3, 10, 22)).refreshes == 5
     with pytest.raises(ConfigError, match="give 'refreshes' or 'anchor', not both"):

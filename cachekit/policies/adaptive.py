@@ -18,7 +18,10 @@ With an ``anchor`` (refresh steps known to be good, or the path of a calibration
 schedule for each region is then that region's anchor) the weights come from it instead:
 each of its segments weighs 1 in all, spread evenly over its steps, so at a steady drift
 every sample refreshes exactly at the anchor's steps, and a sample's drift moves its
-refreshes around them. On the shipped digits models the error of a segment varies by only
+refreshes around them. An anchored refresh falls on the step whose score is nearest its share
+(it is due once the shortfall is below half the next step's weight): a steady drift puts the
+share exactly on an anchor step, so without this a drift a hair below steady would delay every
+refresh by a step, however little it is trusted. On the shipped digits models the error of a segment varies by only
 5-11% from sample to sample (it is a property of the steps more than of the sample), so the
 anchor decides most of the quality and the drift the rest.
 """
@@ -232,7 +235,10 @@ class AdaptivePolicy(Policy):
         left = torch.as_tensor(self.refreshes - state.spent)
         last = torch.as_tensor(state.last)
         gap = step.index - last
-        share = step_plan(num_steps, self.spread, anchor)[1][last] / (left.clamp_min(0) + 1)
+        weights, after = step_plan(num_steps, self.spread, anchor)
+        share = after[last] / (left.clamp_min(0) + 1)
+        if anchor is not None:
+            share = share - weights[step.index + 1] / 2
         due = torch.as_tensor(self._score(step, state) >= share * (1 - _ROUNDING)) & (gap >= self.min_gap)
         if self.max_gap is not None:
             due = due | (gap >= self.max_gap)
