@@ -42,6 +42,8 @@ def test_cachekit_calibrate_writes_the_file_and_heatmap_and_prints_the_schedule(
     calibration = CalibrationFile.load(path)
     steps = calibration.regions["branch0"].schedule.steps
     assert f"branch0: refresh at {list(steps)}" in printed and str(path) in printed
+    trust = calibration.regions["branch0"].drift_trust
+    assert f"drift trust {trust.trust:.2f} on probe {trust.probe!r}" in printed
     assert len(steps) == 3 and calibration.num_steps == 6 and calibration.forecast.label == "linear"
     assert calibration.samples["seeds"] == [500, 501] and calibration.scheduler == "DDIMScheduler"
     assert path.with_suffix(".png").read_bytes().startswith(b"\x89PNG")

@@ -45,6 +45,12 @@ class CalibrationResult:
                 f"worst {chosen.worst_error:.4g}  (uniform {list(uniform.steps)}: {uniform.total_error:.4g}, "
                 f"worst {uniform.worst_error:.4g})"
             )
+            if region.drift_trust is not None:
+                trust = region.drift_trust
+                lines.append(
+                    f"    drift trust {trust.trust:.2f} on probe {trust.probe!r}: how far an adaptive policy "
+                    "anchored on this file moves the schedule per sample"
+                )
             if region.model_schedule is not None:
                 lines.append(f"    (the error model picked {list(region.model_schedule.steps)}; the search moved it)")
         if calibration.search is not None:
