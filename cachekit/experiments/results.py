@@ -149,14 +149,17 @@ class ResultFiles:
         return {row["setting"]: row for row in saved.get("rows", [])}
 
     def write(self, results: ExperimentResults, header: dict[str, Any]) -> None:
-        """Write ``results.json`` (``header``, the fidelity metric and the rows) and ``results.csv``."""
-        document = {**header, "fidelity_metric": results.fidelity_metric, "rows": results.rows}
-        write_text(self.results_json, json.dumps(document, indent=2) + "\n")
+        """Write ``results.csv`` and then ``results.json`` (``header``, the fidelity metric and the rows).
+
+        ``results.json`` is the record a rerun continues from, so it goes last: once it holds a
+        row, ``results.csv`` holds it too, wherever a run is stopped after that."""
         columns = list(dict.fromkeys(key for row in results.rows for key in row))
         with atomic_path(self.results_csv) as path, path.open("w", newline="", encoding="utf-8") as handle:
             writer = csv.DictWriter(handle, fieldnames=columns)
             writer.writeheader()
             writer.writerows(results.rows)
+        document = {**header, "fidelity_metric": results.fidelity_metric, "rows": results.rows}
+        write_text(self.results_json, json.dumps(document, indent=2) + "\n")
 
 
 def slug(name: str) -> str:
