@@ -23,17 +23,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-
-def _segments(steps: Sequence[int], num_steps: int) -> list[tuple[int, int, int]]:
-    """``(row, latest, end)`` of each non-empty segment of a schedule (``row``: the refresh before
-    ``latest``, ``num_steps`` for none)."""
-    refreshes = sorted(steps)
-    segments = []
-    for index, latest in enumerate(refreshes):
-        end = refreshes[index + 1] - 1 if index + 1 < len(refreshes) else num_steps - 1
-        if end > latest:
-            segments.append((num_steps if index == 0 else refreshes[index - 1], latest, end))
-    return segments
+from cachekit.calibration.solver import segments
 
 
 class DriftTrustMoments:
@@ -82,5 +72,8 @@ class DriftTrustMoments:
 
     def trust(self, steps: Sequence[int]) -> float | None:
         """The mean relative slope over ``steps``'s segments, clipped to ``[0, 1]`` (``None``: none fits)."""
-        slopes = [slope for segment in _segments(steps, self.num_steps) if (slope := self.slope(*segment)) is not None]
+        fits = (
+            self.slope(row, latest, end - 1) for row, latest, end in segments(steps, self.num_steps) if end > latest + 1
+        )
+        slopes = [slope for slope in fits if slope is not None]
         return float(np.clip(np.mean(slopes), 0.0, 1.0)) if slopes else None

@@ -15,6 +15,7 @@ schedule stays within the budget is taken (``steps`` refreshes always do: no reu
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -46,18 +47,23 @@ class Solution:
         return self.total if objective == "total" else self.worst
 
 
-def schedule_errors(table: np.ndarray, steps: tuple[int, ...] | list[int]) -> Solution:
+def segments(steps: Sequence[int], count: int) -> list[tuple[int, int, int]]:
+    """``(previous, latest, end)`` for each refresh of the schedule ``steps`` (step 0 added) over
+    ``count`` steps: the refresh before (``count`` for none, an error table's row), the refresh,
+    and the step after its last reuse (``end == latest + 1``: no reuse)."""
+    refreshes = sorted({0, *steps})
+    ends = [*refreshes[1:], count]
+    return list(zip([count, *refreshes[:-1]], refreshes, ends, strict=True))
+
+
+def schedule_errors(table: np.ndarray, steps: Sequence[int]) -> Solution:
     """The errors of the schedule ``steps`` (step 0 added) under ``table``."""
     count = table.shape[1]
-    refreshes = sorted({0, *steps})
     errors = [0.0] * count
-    previous = count  # none before step 0
-    for index, latest in enumerate(refreshes):
-        end = refreshes[index + 1] if index + 1 < len(refreshes) else count
+    for previous, latest, end in segments(steps, count):
         for step in range(latest + 1, end):
             errors[step] = float(table[previous, latest, step])
-        previous = latest
-    return Solution(tuple(refreshes), tuple(errors))
+    return Solution(tuple(sorted({0, *steps})), tuple(errors))
 
 
 def _segments(table: np.ndarray, objective: str) -> np.ndarray:
